@@ -1,0 +1,64 @@
+"""What every model adapter gives the rest of ablang: a loaded model in model-independent terms.
+
+Everything outside ``ablang/models`` speaks only of ``LoadedModel``: a traced Unet with its
+component table, the diffusion it was trained with, and how prompts become conditioning.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ablang.components import ComponentTable
+from ablang.diffusion import DiffusionSpec
+from ablang.plan import ModelSpec
+from ablang.trace import TracedUnet
+
+Cond = dict[str, Any]  # keyword inputs of the traced Unet besides x and timesteps
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to sample from. ``unet`` is the eager model; ablang never modifies it."""
+
+    label: str  # as in a study's model line
+    unet: nn.Module
+    traced: TracedUnet
+    diffusion: DiffusionSpec
+    image_shape: tuple[int, int, int]  # (C, H, W) of the images it makes
+    checksum: str  # sha256 of the weights file
+    default_guidance: float
+    default_prompts: tuple[str, ...]
+    # prompts (one per sample) -> (conditional inputs, unconditional inputs or None)
+    make_cond: Callable[[list[str], torch.device], tuple[Cond, Cond | None]]
+    # images [N x C x H x W] in [-1, 1] and their prompts -> [N] bool: the prompt is recognised
+    accuracy: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None
+    # images -> [N x D] features for fid/kid, and the real data's features (the reference)
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None
+    reference_features: Callable[[], torch.Tensor] | None = None
+    # what a generated sampler needs to rebuild this model on its own (see ablang.emit)
+    emit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table(self) -> ComponentTable:
+        return self.traced.table
+
+
+class ModelAdapter(ABC):
+    """Loads one family of models from a study's ``model`` line."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self._table: ComponentTable | None = None
+
+    @abstractmethod
+    def load(self, device: torch.device) -> LoadedModel: ...
+
+    def component_table(self) -> ComponentTable:
+        if self._table is None:
+            self._table = self.load(torch.device("cpu")).table
+        return self._table

@@ -1,0 +1,201 @@
+"""The resolved plan: what ``resolve`` hands to ``compile``, ``execute`` and ``emit``.
+
+Every intervention is bound to one concrete component name (selectors and ``level[k]`` are
+already expanded) and one concrete window. Spans point back into the study for error messages
+and reports; they never take part in equality, so two plans that mean the same are equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ablang.errors import Span
+
+Op = Literal["drop", "zero", "scale", "cache"]
+OPS: tuple[Op, ...] = ("drop", "zero", "scale", "cache")
+
+# Metrics a study may ask for; cost (flops, time, speedup) is always reported.
+QUALITY_METRICS = ("mse", "psnr", "ssim", "fid", "kid", "accuracy")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where an intervention is active.
+
+    ``kind="t"``: the step's diffusion time t (training scale, 0 = clean, T-1 = noise) lies in
+    ``[lo, hi)`` (``[lo, hi]`` when ``inclusive``). ``kind="step"``: the sampler step index
+    (0 = first, noisiest) lies in it. ``kind="all"``: every step (no ``for`` clause).
+    """
+
+    kind: Literal["t", "step", "all"] = "all"
+    lo: int = 0
+    hi: int = 0
+    inclusive: bool = False
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def contains(self, t: int, step: int) -> bool:
+        if self.kind == "all":
+            return True
+        v = t if self.kind == "t" else step
+        return self.lo <= v <= self.hi if self.inclusive else self.lo <= v < self.hi
+
+    @property
+    def upper(self) -> int:
+        """Exclusive upper bound, whatever the notation."""
+        return self.hi + 1 if self.inclusive else self.hi
+
+    def label(self) -> str:
+        """``t in [600, 1000)``, ``step in [0, 10]`` or ``all steps``: what reports print."""
+        if self.kind == "all":
+            return "all steps"
+        close = "]" if self.inclusive else ")"
+        return f"{self.kind} in [{self.lo}, {self.hi}{close}"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "lo": self.lo, "hi": self.hi, "inclusive": self.inclusive}
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One op on one concrete component in one window."""
+
+    op: Op
+    component: str  # "skip[3]", "enc[0]", "mid", "dec[8]"
+    window: Window = Window()
+    factor: float | None = None  # scale C by F
+    every: int | None = None  # cache C every N
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def params(self) -> dict:
+        if self.op == "scale":
+            return {"factor": self.factor}
+        if self.op == "cache":
+            return {"every": self.every}
+        return {}
+
+    def label(self) -> str:
+        """Canonical text: ``drop skip[3] for t in [600, 1000)``."""
+        extra = f" by {self.factor:g}" if self.op == "scale" else ""
+        extra += f" every {self.every}" if self.op == "cache" else ""
+        where = "" if self.window.kind == "all" else f" for {self.window.label()}"
+        return f"{self.op} {self.component}{extra}{where}"
+
+    def to_json(self) -> dict:
+        return {
+            "op": self.op,
+            "component": self.component,
+            "window": self.window.to_json(),
+            "params": self.params,
+        }
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A set of interventions applied together. The baseline is the variant with none."""
+
+    name: str
+    interventions: tuple[Intervention, ...] = ()
+    origin: Literal["baseline", "bare", "variant", "sweep", "search"] = "bare"
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A grid of one-intervention variants: ``variants[i][j]`` is components[i] x windows[j]."""
+
+    name: str
+    op: Op
+    params: tuple[tuple[str, float | int], ...]  # (("factor", 0.5),) for scale, () for drop
+    components: tuple[str, ...]
+    windows: tuple[Window, ...]
+    variants: tuple[tuple[str, ...], ...]
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One quality bound of a search: ``ssim >= 0.90`` or ``fid <= +10%`` (relative to baseline)."""
+
+    metric: str
+    cmp: Literal[">=", "<=", ">", "<"]
+    value: float
+    relative: bool = False  # value is a percentage change from the baseline's value
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Search:
+    """``search speedup where ... over OPS of COMPONENTS for t in A..B by W``."""
+
+    name: str
+    objective: str  # "speedup"
+    constraints: tuple[Constraint, ...]
+    ops: tuple[Op, ...]
+    components: tuple[str, ...]
+    windows: tuple[Window, ...]
+    every: int = 2  # period used for cache candidates
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The study's model line: ``tiny``, ``glide PATH``, ``adm PATH config JSON``, ``diffusers DIR``."""
+
+    kind: Literal["tiny", "glide", "adm", "diffusers"]
+    path: str | None = None
+    config: str | None = None
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def label(self) -> str:
+        parts = [self.kind] + [f'"{p}"' for p in (self.path,) if p]
+        if self.config:
+            parts += ["config", f'"{self.config}"']
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    kind: Literal["ddpm", "ddim"] = "ddpm"
+    steps: int = 100
+    eta: float = 0.0  # DDIM only
+    guidance: float | None = None  # None: the model's default (3.0 if conditional, else 1.0)
+
+
+@dataclass(frozen=True)
+class Emit:
+    path: str
+    variant: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, with no reference to the study's text."""
+
+    model: ModelSpec
+    sampler: SamplerSpec = SamplerSpec()
+    title: str = ""
+    source: str = ""  # path of the study file
+    sha256: str = ""  # of the study file's bytes
+    seed: int = 0
+    samples: int = 4  # per prompt
+    prompts: tuple[str, ...] = ()  # () = the model's default prompts
+    metrics: tuple[str, ...] = ("mse", "ssim")
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    variants: tuple[Variant, ...] = (Variant("baseline", (), "baseline"),)
+    sweeps: tuple[Sweep, ...] = ()
+    searches: tuple[Search, ...] = ()
+    emits: tuple[Emit, ...] = ()
+    num_timesteps: int = 1000
+
+    @property
+    def baseline(self) -> Variant:
+        return self.variants[0]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
