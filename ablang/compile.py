@@ -166,9 +166,9 @@ def _after(graph: fx.Graph, node: fx.Node):
     return graph.inserting_before(node.next)
 
 
-def _safe(component: str) -> str:
-    """``skip[3]`` -> ``skip_3``: a component as part of a Python name."""
-    return component.replace("[", "_").replace("]", "")
+def cache_input_name(component: str) -> str:
+    """The program input that carries a reused value: ``dec[3]`` -> ``cache_dec_3``."""
+    return "cache_" + component.replace("[", "_").replace("]", "")
 
 
 def _zeros_like(ctx: RewriteContext, value: fx.Node) -> fx.Node:
@@ -228,7 +228,7 @@ def rewrite_cache(ctx: RewriteContext, site: Site, rule: Rule) -> None:
         return
     consumers = site.consumers()
     ctx.cache_inputs.append(rule.component)
-    cached = ctx.placeholder(f"cache_{_safe(rule.component)}")
+    cached = ctx.placeholder(cache_input_name(rule.component))
     if ctx.masked:  # other batch elements may be at a compute step of the same cache
         ctx.cache_outputs[rule.component] = site.value
     _apply(ctx, site, cached, consumers)
@@ -273,7 +273,7 @@ class Program:
         kwargs = dict(cond)
         kwargs[self.inputs[0]], kwargs[self.inputs[1]] = x, t
         for comp in self.cache_inputs:
-            kwargs[f"cache_{_safe(comp)}"] = cache[comp]  # type: ignore[index]
+            kwargs[cache_input_name(comp)] = cache[comp]  # type: ignore[index]
         for k, rule in enumerate(self.mask_rules):
             kwargs[f"mask_{k}"] = masks[rule]  # type: ignore[index]
         out, kept = self.gm(**kwargs)
@@ -343,3 +343,9 @@ class ProgramCache:
 
     def __len__(self) -> int:
         return len(self._programs)
+
+
+def value_shape(traced: TracedUnet, component: str) -> tuple[int, ...]:
+    """Shape of one image's value of ``component`` (``(1, C, H, W)``), from the traced graph."""
+    site = _sites(traced.gm)[component]
+    return (1, *site.value.meta["tensor_meta"].shape[1:])

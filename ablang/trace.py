@@ -90,8 +90,28 @@ def trace(
 ) -> fx.GraphModule:
     tracer = LeafTracer(is_block, extra_leaves)
     graph = tracer.trace(model, concrete_args=concrete_args)
+    if concrete_args:
+        _drop_specialised_inputs(graph)
     gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__ + "Traced")
     return gm
+
+
+def _drop_specialised_inputs(graph: fx.Graph) -> None:
+    """Remove the inputs that ``concrete_args`` fixed to None (``y`` of an unconditional model).
+
+    fx keeps them as placeholders with a default and an ``_assert_is_none`` check; a rewrite that
+    adds inputs after them (``cache_enc_3``) would then generate ``def forward(x, y=None,
+    cache_enc_3)``, which is not Python.
+    """
+    is_none_check = getattr(fx._symbolic_trace, "_assert_is_none", None)
+    for node in list(graph.nodes):
+        if node.op != "placeholder" or node.args != (None,):
+            continue
+        users = list(node.users)
+        if all(u.op == "call_function" and u.target is is_none_check and not u.users for u in users):
+            for u in users:
+                graph.erase_node(u)
+            graph.erase_node(node)
 
 
 def mark_components(
@@ -133,10 +153,10 @@ def _flops_per_node(gm: fx.GraphModule, example: tuple) -> dict[str, float]:
     return counts
 
 
-def program_flops(gm: fx.GraphModule, example: tuple) -> float:
+def program_flops(gm: fx.GraphModule, example: tuple, kwargs: dict | None = None) -> float:
     """Total FLOPs of one call of ``gm`` on ``example``."""
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        gm(*example)
+        gm(*example, **(kwargs or {}))
     return float(fc.get_total_flops())
 
 

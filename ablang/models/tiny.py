@@ -95,6 +95,23 @@ def accuracy(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
     return pred == labels(prompts)
 
 
+# How a generated sampler rebuilds the model and its conditioning without ablang (see emit.py).
+EMIT_SOURCE = '''
+def load_model(device, weights=WEIGHTS):
+    """The built-in model's EMA weights (stored fp16) in an fp32 TinyUnet."""
+    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    model = TinyUnet(TinyUnetConfig.from_dict(ckpt["config"]))
+    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    return model.eval().requires_grad_(False).to(device)
+
+
+def make_cond(prompts, device):
+    """Digit labels; the unconditional half of guidance uses the null label 10."""
+    y = torch.tensor([int(p) for p in prompts], dtype=torch.long, device=device)
+    return {"y": y}, {"y": torch.full_like(y, 10)}
+'''
+
+
 class TinyAdapter(ModelAdapter):
     def load(self, device: torch.device) -> LoadedModel:
         path = _verified(WEIGHTS)
@@ -137,5 +154,6 @@ class TinyAdapter(ModelAdapter):
             emit={
                 "imports": ["from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig"],
                 "weights": str(path),
+                "source": EMIT_SOURCE,
             },
         )
