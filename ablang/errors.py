@@ -118,7 +118,9 @@ def _location(path: str, span: Span | None) -> str:
     return path if span is None else f"{path}:{span.line}:{span.col}"
 
 
-def _plain_block(kind: str, message: str, span: Span | None, path: str, lines: list[str]) -> list[str]:
+def _plain_block(
+    kind: str, message: str, span: Span | None, path: str, lines: list[str]
+) -> list[str]:
     out = [f"{_location(path, span)}: {kind}: {message}"]
     text = _source_line(lines, span.line) if span is not None else None
     if text is not None:
@@ -138,7 +140,9 @@ def render_error(err: AblangError, source_text: str | None = None, path: str | N
     return "\n".join(out)
 
 
-def render_errors(errors: list[AblangError], source_text: str | None = None, path: str | None = None) -> str:
+def render_errors(
+    errors: list[AblangError], source_text: str | None = None, path: str | None = None
+) -> str:
     return "\n".join(render_error(e, source_text, path) for e in errors)
 
 
@@ -166,8 +170,9 @@ def render_error_rich(err: AblangError, source_text: str | None = None, path: st
         text = _source_line(lines, span.line) if span is not None else None
         if text is not None:
             code = Syntax(text, lexer, theme="ansi_dark", background_color="default")
-            line = Text(_INDENT).append_text(code.highlight(text.rstrip()).rstrip())
-            parts.append(line)
+            highlighted = code.highlight(text.rstrip())
+            highlighted.rstrip()  # in place: the newline Syntax adds
+            parts.append(Text(_INDENT).append_text(highlighted))
             parts.append(Text(_INDENT + _caret(text, span), style=f"bold {style}"))
 
     block("error", "red", err.message, err.span)

@@ -92,6 +92,11 @@ def trace(
     graph = tracer.trace(model, concrete_args=concrete_args)
     if concrete_args:
         _drop_specialised_inputs(graph)
+    for node in graph.nodes:
+        # every remaining input is required: a rewrite appends inputs (``cache_enc_3``), which
+        # may not follow one with a default (``y=None`` in guided-diffusion's signature)
+        if node.op == "placeholder":
+            node.args = ()
     gm = fx.GraphModule(tracer.root, graph, model.__class__.__name__ + "Traced")
     return gm
 
@@ -99,16 +104,18 @@ def trace(
 def _drop_specialised_inputs(graph: fx.Graph) -> None:
     """Remove the inputs that ``concrete_args`` fixed to None (``y`` of an unconditional model).
 
-    fx keeps them as placeholders with a default and an ``_assert_is_none`` check; a rewrite that
-    adds inputs after them (``cache_enc_3``) would then generate ``def forward(x, y=None,
-    cache_enc_3)``, which is not Python.
+    fx keeps them as placeholders with a default and an ``_assert_is_none`` check, so callers
+    would see an input that must not be given.
     """
     is_none_check = getattr(fx._symbolic_trace, "_assert_is_none", None)
     for node in list(graph.nodes):
         if node.op != "placeholder" or node.args != (None,):
             continue
         users = list(node.users)
-        if all(u.op == "call_function" and u.target is is_none_check and not u.users for u in users):
+        checks_only = all(
+            u.op == "call_function" and u.target is is_none_check and not u.users for u in users
+        )
+        if checks_only:
             for u in users:
                 graph.erase_node(u)
             graph.erase_node(node)
@@ -243,3 +250,29 @@ def _split_name(name: str) -> tuple[str, int | None]:
     m = re.fullmatch(r"(enc|dec|skip)\[(\d+)\]", name)
     assert m, name
     return m.group(1), int(m.group(2))
+
+
+def constants_source(gm: fx.GraphModule, model: nn.Module, var: str = "model") -> list[str]:
+    """Python lines that give ``model`` the tensors the trace captured as constants.
+
+    A tensor a model builds without its inputs (guided-diffusion's timestep-embedding
+    frequencies, ``th.arange(...)``) becomes ``_tensor_constant0`` of the traced module, which
+    a freshly built model lacks; an emitted sampler runs the program's code on such a model, so
+    it registers them first. The values are written out exactly (float32 -> Python float is
+    exact).
+    """
+    # fx also sets the constants on the traced root as plain attributes, so hasattr would not
+    # tell them apart: look at what the model's own state holds
+    own = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    lines = []
+    for node in gm.graph.nodes:
+        if node.op != "get_attr" or node.target in own:
+            continue
+        if not isinstance(getattr(gm, node.target), torch.Tensor):
+            continue
+        value = getattr(gm, node.target)
+        lines.append(
+            f"{var}.register_buffer({node.target!r}, torch.tensor({value.tolist()!r}, "
+            f"dtype={value.dtype}), persistent=False)"
+        )
+    return lines

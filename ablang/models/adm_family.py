@@ -84,9 +84,14 @@ def trace_adm(
     prompt_kind: str,
     inputs: tuple[str, ...],
     concrete_args: dict | None = None,
+    extra_leaves: tuple[str, ...] = (),
 ) -> TracedUnet:
-    """Trace an ADM-family Unet with its blocks as leaves, mark the components, read the table."""
-    gm = trace(model, is_block, concrete_args=concrete_args)
+    """Trace an ADM-family Unet with its blocks as leaves, mark the components, read the table.
+
+    ``extra_leaves`` names further submodules to keep whole (not components), such as GLIDE's
+    text ``transformer``, whose shape arithmetic a symbolic trace cannot follow.
+    """
+    gm = trace(model, lambda q: is_block(q) or q in extra_leaves, concrete_args=concrete_args)
     mark_components(gm, block_names(model))
 
     def droppable(node: fx.Node, inp: tuple, out: tuple) -> tuple[bool, str]:

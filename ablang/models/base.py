@@ -6,8 +6,10 @@ component table, the diffusion it was trained with, and how prompts become condi
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -62,3 +64,14 @@ class ModelAdapter(ABC):
         if self._table is None:
             self._table = self.load(torch.device("cpu")).table
         return self._table
+
+
+def sha256_file(*paths: str | Path) -> str:
+    """sha256 of the files' bytes, in the order given (a weights file, or the shards of one),
+    read in chunks so that a multi-gigabyte checkpoint is not held in memory."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

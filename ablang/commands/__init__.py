@@ -1,0 +1,2 @@
+"""The ``ablang`` subcommands: one module each, exposing ``add_arguments(parser)`` and
+``run(args) -> int`` (see ``ablang/cli.py``)."""

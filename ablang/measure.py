@@ -1,0 +1,551 @@
+"""measure: what execute's images are worth, and what they cost.
+
+Per variant, against the baseline images of the same seeds (row i vs row i):
+
+- ``mse``: mean squared error of the images mapped from [-1, 1] to [0, 1];
+- ``psnr``: ``10 log10(1 / mse)`` over the whole batch (torchmetrics, ``data_range=1``);
+- ``ssim``: mean SSIM per image pair (torchmetrics, Gaussian 11x11 window, ``data_range=1``).
+
+Against reference data, through torch-fidelity on feature vectors:
+
+- ``fid``: ``fid_features_to_statistics`` + ``fid_statistics_to_metric``;
+- ``kid``: ``kid_features_to_metric`` (the mean; subsets sized to the sample count);
+- ``accuracy``: the share of images in which the model's classifier recognises the prompt.
+
+Features come from the model's own feature network where it has one (the built-in model: its
+digit classifier, registered with torch-fidelity as ``"ablang-digits"`` by a run or by
+``register_digits_extractor()``); otherwise from
+torch-fidelity's ``inception-v3-compat``, whose weights must already be on disk (nothing is
+downloaded). The reference is the model's ``reference_features()``, else a features file given in
+``MeasureOptions.reference``, else the baseline's own images (then fid/kid measure how far a
+variant's distribution moved from the baseline's, and the baseline's own fid is 0).
+
+The baseline measured against itself gives ``mse = 0``, ``ssim = 1`` and ``psnr = inf`` exactly;
+``report`` writes ``inf`` as ``null`` in results.json.
+
+Cost is always measured: Unet FLOPs per image along the trajectory, their ratio to the baseline's,
+wall seconds, and the speedup (both given by the caller).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ablang.errors import AblangError
+from ablang.models.base import LoadedModel
+from ablang.plan import QUALITY_METRICS, Intervention, Plan
+
+# Metrics for which a higher value means closer to the baseline (or to the reference).
+HIGHER_IS_CLOSER = frozenset({"ssim", "psnr", "accuracy"})
+# The ones computed on features against reference data.
+DISTRIBUTION_METRICS = frozenset({"fid", "kid"})
+
+DIGITS_EXTRACTOR = "ablang-digits"
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000  # torch-fidelity's default; capped at the number of samples
+RNG_SEED = 2020  # torch-fidelity's default, fixed so kid is deterministic
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a variant costs: Unet FLOPs per image over the whole trajectory (shared baseline
+    prefix included), their ratio to the baseline's, wall seconds of its own steps, and the
+    speedup over the baseline."""
+
+    unet_flops: float
+    flops_ratio: float
+    seconds: float
+    speedup: float
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    name: str
+    origin: str  # "baseline", "bare", "variant", "sweep", "search"
+    interventions: tuple[Intervention, ...]
+    metrics: dict[str, float]  # name -> value; psnr may be inf
+    cost: Cost
+    start_step: int  # steps before it were shared with the baseline
+    evaluations: int  # Unet image-forwards spent on it
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything ``report`` needs, and everything needed to reproduce the numbers."""
+
+    plan: Plan
+    model_label: str
+    model_checksum: str
+    timesteps: tuple[int, ...]  # in visiting order (noisy first)
+    guidance: float
+    prompts: tuple[str, ...]  # one per sample
+    seeds: tuple[int, ...]  # one per sample
+    mode: str  # "measure" or "accelerate"
+    variants: tuple[VariantResult, ...]  # baseline first
+    seconds: float  # the whole run
+    versions: dict[str, str]
+
+    @property
+    def baseline(self) -> VariantResult:
+        return self.variants[0]
+
+    def variant(self, name: str) -> VariantResult:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+def cost(unet_flops: float, baseline_flops: float, seconds: float, speedup: float) -> Cost:
+    """``Cost`` of a variant: ``flops_ratio = unet_flops / baseline_flops`` (1 when both are 0)."""
+    if baseline_flops:
+        ratio = unet_flops / baseline_flops
+    else:
+        ratio = 1.0 if not unet_flops else math.inf
+    return Cost(float(unet_flops), float(ratio), float(seconds), float(speedup))
+
+
+def versions() -> dict[str, str]:
+    """Versions of what the numbers depend on, for results.json."""
+    import torch_fidelity
+    import torchmetrics
+
+    from ablang import __version__
+
+    return {
+        "ablang": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "torch-fidelity": torch_fidelity.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """A metric as reports print it: ssim 3 decimals, psnr 1, fid 2, mse 3 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if name == "ssim":
+        return f"{value:.3f}"
+    if name == "psnr":
+        return f"{value:.1f}"
+    if name == "fid":
+        return f"{value:.2f}"
+    if name == "accuracy":
+        return f"{100 * value:.1f}%"
+    if name in ("mse", "kid"):
+        return "0" if value == 0 else (f"{value:.4f}" if abs(value) >= 1e-3 else f"{value:.2e}")
+    return f"{value:.4g}"
+
+
+# ---------------------------------------------------------------------------- feature extractors
+
+
+@dataclass(frozen=True)
+class _Binding:
+    features: Callable[[torch.Tensor], torch.Tensor]  # [N x C x H x W] in [-1, 1] -> [N x D]
+    image_shape: tuple[int, int, int] | None  # (C, H, W) it expects; None: as given
+
+
+# name -> the feature function the registered torch-fidelity extractor calls
+_BINDINGS: dict[str, _Binding] = {}
+
+
+def _extractor_class():
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    class AblangFeatureExtractor(FeatureExtractorBase):
+        """A model's own feature network as a torch-fidelity feature extractor.
+
+        Takes what torch-fidelity feeds every extractor (``uint8 [N x 3 x H x W]``), maps it to the
+        model's images (``[-1, 1]``, its channel count and size) and returns ``(features,)``.
+        """
+
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+            if name not in _BINDINGS:
+                raise ValueError(f"no ablang feature network is bound to {name!r}")
+            self.binding = _BINDINGS[name]
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("features",)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            if metric == "isc":
+                raise ValueError("ablang feature extractors give features, not class logits (isc)")
+            return "features"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+
+        def forward(self, x):
+            device = x.device
+            images = x.float().cpu() / 127.5 - 1.0  # [N x 3 x H x W] in [-1, 1]
+            shape = self.binding.image_shape
+            if shape is not None:
+                c, h, w = shape
+                if c == 1 and images.shape[1] != 1:
+                    images = images.mean(dim=1, keepdim=True)
+                elif c == 3 and images.shape[1] == 1:
+                    images = images.repeat(1, 3, 1, 1)
+                if images.shape[-2:] != (h, w):
+                    images = F.interpolate(
+                        images, size=(h, w), mode="bilinear", align_corners=False
+                    )
+            feats = self.binding.features(images).float()  # [N x D]
+            return (feats.to(device),)
+
+    return AblangFeatureExtractor
+
+
+_CLASS = None
+
+
+def extractor_name(model: LoadedModel) -> str:
+    """``"ablang-digits"`` for the built-in model, ``"ablang-<label>"`` for others."""
+    if model.label == "tiny":
+        return DIGITS_EXTRACTOR
+    from ablang.report import slug
+
+    return f"ablang-{slug(model.label)}"
+
+
+def register_feature_extractor(
+    features: Callable[[torch.Tensor], torch.Tensor],
+    name: str,
+    image_shape: tuple[int, int, int] | None = None,
+) -> str:
+    """Make ``features`` usable as ``torch_fidelity.calculate_metrics(..., feature_extractor=name)``.
+
+    Registering a name again rebinds it to the new function. Returns ``name``."""
+    import torch_fidelity
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    global _CLASS
+    if _CLASS is None:
+        _CLASS = _extractor_class()
+    _BINDINGS[name] = _Binding(features, image_shape)
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(name, _CLASS)
+    return name
+
+
+def register_model_features(model: LoadedModel) -> str | None:
+    """Register ``model.features`` with torch-fidelity (see ``extractor_name``); None if it has none."""
+    if model.features is None:
+        return None
+    return register_feature_extractor(model.features, extractor_name(model), model.image_shape)
+
+
+def _tiny_features(images: torch.Tensor) -> torch.Tensor:
+    from ablang.models.tiny import features
+
+    return features(images)
+
+
+def register_digits_extractor() -> str:
+    """Register the built-in model's digit features as ``"ablang-digits"``, so that
+    ``torch_fidelity.calculate_metrics(..., feature_extractor="ablang-digits")`` works in this
+    process. Nothing is loaded until torch-fidelity first calls it. (Not done on import: importing
+    torch-fidelity costs more than a second.)"""
+    return register_feature_extractor(_tiny_features, DIGITS_EXTRACTOR, (1, 32, 32))
+
+
+# ---------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """Where fid/kid find what they need when the model does not bring it."""
+
+    # Inception weights for models without their own feature network; None: torch-fidelity's
+    # cache (torch.hub's checkpoints folder). Never downloaded.
+    inception_weights: str | None = None
+    # Reference features ([M x D] tensor, or a dict with "features") for models without
+    # reference_features; None: measure against the baseline's own images.
+    reference: str | None = None
+    kid_subsets: int = KID_SUBSETS
+    kid_subset_size: int = KID_SUBSET_SIZE
+    device: str = "cpu"  # where the Inception network runs
+
+
+def inception_weights_path(options: MeasureOptions = MeasureOptions()) -> Path:
+    """Where the Inception weights are looked for: the option, else torch-fidelity's cache."""
+    if options.inception_weights:
+        return Path(options.inception_weights).expanduser()
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
+
+
+def _require_inception_weights(options: MeasureOptions) -> Path:
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    path = inception_weights_path(options)
+    if not path.is_file():
+        raise AblangError(
+            f"fid/kid need Inception weights at {path}, and they are not there",
+            code="inception-weights",
+            hint=f"download {URL_INCEPTION_V3} on a machine with network access and put it at "
+            f"{path} (or point the inception weights option at the file)",
+        )
+    return path
+
+
+def _inception_features(options: MeasureOptions) -> Callable[[torch.Tensor], torch.Tensor]:
+    from torch_fidelity.utils import create_feature_extractor
+
+    path = _require_inception_weights(options)
+    device = torch.device(options.device)
+    net = create_feature_extractor(
+        INCEPTION_EXTRACTOR,
+        ["2048"],
+        cuda=device.type == "cuda",
+        feature_extractor_weights_path=str(path),
+        verbose=False,
+    )
+
+    @torch.no_grad()
+    def features(images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, len(images), 64):
+            x = to_uint8(images[i : i + 64])
+            if x.shape[1] == 1:
+                x = x.repeat(1, 3, 1, 1)
+            out.append(net(x.to(device))[0].cpu())
+        return torch.cat(out)  # [N x 2048]
+
+    return features
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``[N x C x H x W]`` in [-1, 1] -> uint8 in [0, 255], as torch-fidelity takes images."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _load_reference(path: str) -> torch.Tensor:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        obj = obj["features"]
+    return obj.float()
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    return ((images.float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def image_metrics(
+    names: tuple[str, ...], baseline: torch.Tensor, images: torch.Tensor
+) -> dict[str, float]:
+    """mse/psnr/ssim of ``images`` against ``baseline`` (same shape, row i vs row i)."""
+    from torchmetrics.functional.image import (
+        peak_signal_noise_ratio,
+        structural_similarity_index_measure,
+    )
+
+    if baseline.shape != images.shape:
+        raise ValueError(
+            f"images {tuple(images.shape)} and baseline {tuple(baseline.shape)} differ"
+        )
+    wanted = [n for n in names if n in ("mse", "psnr", "ssim")]
+    if not wanted:
+        return {}
+    a, b = _unit(images), _unit(baseline)  # [N x C x H x W] in [0, 1]
+    if torch.equal(a, b):
+        same = {"mse": 0.0, "psnr": math.inf, "ssim": 1.0}
+        return {n: same[n] for n in wanted}
+    out: dict[str, float] = {}
+    if "mse" in names:
+        out["mse"] = float(F.mse_loss(a, b))
+    if "psnr" in names:
+        out["psnr"] = float(peak_signal_noise_ratio(a, b, data_range=1.0))
+    if "ssim" in names:
+        side = min(a.shape[-2:])
+        kernel = min(11, side if side % 2 else side - 1)
+        out["ssim"] = float(
+            structural_similarity_index_measure(a, b, data_range=1.0, kernel_size=kernel)
+        )
+    return {n: out[n] for n in wanted}
+
+
+def fid_from_features(features: torch.Tensor, reference: torch.Tensor) -> float:
+    """Frechet distance of two feature sets ``[N x D]``, ``[M x D]`` via torch-fidelity."""
+    from torch_fidelity.metric_fid import (
+        KEY_METRIC_FID,
+        fid_features_to_statistics,
+        fid_statistics_to_metric,
+    )
+
+    s1 = fid_features_to_statistics(features.detach().double().cpu())
+    s2 = fid_features_to_statistics(reference.detach().double().cpu())
+    fid = float(fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID])
+    return max(fid, 0.0)  # a distance; rounding can give -1e-15 for identical sets
+
+
+def kid_from_features(
+    features: torch.Tensor,
+    reference: torch.Tensor,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+) -> float:
+    """Kernel distance (mean over ``subsets`` random subsets) via torch-fidelity; the subset size
+    is capped at the smaller of the two sets."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    size = kid_subset_size(len(features), len(reference), subset_size)
+    out = kid_features_to_metric(
+        features.detach().double().cpu(),
+        reference.detach().double().cpu(),
+        kid_subsets=subsets,
+        kid_subset_size=size,
+        kid_kernel="poly",
+        kid_kernel_poly_degree=3,
+        kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1,
+        rng_seed=RNG_SEED,
+        verbose=False,
+    )
+    return float(out[KEY_METRIC_KID_MEAN])
+
+
+def kid_subset_size(n_samples: int, n_reference: int, wanted: int = KID_SUBSET_SIZE) -> int:
+    """The largest subset both sets can give, at most ``wanted``; kid needs at least 2."""
+    size = min(wanted, n_samples, n_reference)
+    if size < 2:
+        raise AblangError(
+            f"kid needs at least 2 samples and 2 reference images (have {n_samples} and {n_reference})",
+            code="too-few-samples",
+            hint="raise `samples` in the study",
+        )
+    return size
+
+
+def check_metrics(
+    names: tuple[str, ...], model: LoadedModel, options: MeasureOptions = MeasureOptions()
+) -> None:
+    """Raise now, before any sampling, what measuring ``names`` on ``model`` would fail on: an
+    unknown metric, accuracy without a classifier, fid/kid without Inception weights on disk."""
+    unknown = [n for n in names if n not in QUALITY_METRICS]
+    if unknown:
+        raise AblangError(
+            f"unknown metric {unknown[0]!r}",
+            code="unknown-metric",
+            hint="metrics are " + ", ".join(QUALITY_METRICS),
+        )
+    if "accuracy" in names and model.accuracy is None:
+        raise AblangError(
+            f"the accuracy metric needs a model with a classifier; {model.label} has none",
+            code="no-accuracy",
+            hint="remove accuracy from the study's metrics",
+        )
+    if DISTRIBUTION_METRICS & set(names) and model.features is None:
+        _require_inception_weights(options)
+
+
+class Measure:
+    """Measures variants of one run: holds the baseline images, and computes the reference
+    features and the feature network once."""
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        model: LoadedModel,
+        baseline: torch.Tensor,
+        prompts: list[str] | tuple[str, ...],
+        options: MeasureOptions = MeasureOptions(),
+    ) -> None:
+        check_metrics(names, model, options)
+        self.names = tuple(names)
+        self.model = model
+        self.baseline = baseline  # [N x C x H x W] in [-1, 1]
+        self.prompts = list(prompts)
+        self.options = options
+        self._features: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._reference: torch.Tensor | None = None
+        register_model_features(model)  # usable with torch-fidelity directly from now on
+        if DISTRIBUTION_METRICS & set(self.names) and len(baseline) < 2:
+            raise AblangError(
+                f"fid/kid need at least 2 samples, the run has {len(baseline)}",
+                code="too-few-samples",
+                hint="raise `samples` in the study",
+            )
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N x D]`` features of images in [-1, 1]: the model's own network, else Inception."""
+        if self._features is None:
+            self._features = self.model.features or _inception_features(self.options)
+        return self._features(images)
+
+    def reference(self) -> torch.Tensor:
+        """The reference features: the model's, a file's, or the baseline images'."""
+        if self._reference is None:
+            if self.model.reference_features is not None and self.model.features is not None:
+                ref = self.model.reference_features()
+            elif self.options.reference:
+                ref = _load_reference(self.options.reference)
+            else:
+                ref = self.features(self.baseline)
+            self._reference = ref.float().cpu()
+        return self._reference
+
+    def metrics(self, images: torch.Tensor) -> dict[str, float]:
+        """Every requested metric of one variant's images, in the order requested."""
+        out = image_metrics(self.names, self.baseline, images)
+        if "accuracy" in self.names:
+            hits = self.model.accuracy(images, self.prompts)  # [N] bool
+            out["accuracy"] = float(hits.float().mean())
+        if DISTRIBUTION_METRICS & set(self.names):
+            feats = self.features(images).float().cpu()  # [N x D]
+            ref = self.reference()  # [M x D]
+            if feats.shape[1] != ref.shape[1]:
+                raise AblangError(
+                    f"reference features have {ref.shape[1]} dimensions, the images' {feats.shape[1]}",
+                    code="reference-features",
+                )
+            if "fid" in self.names:
+                out["fid"] = fid_from_features(feats, ref)
+            if "kid" in self.names:
+                out["kid"] = kid_from_features(
+                    feats, ref, self.options.kid_subsets, self.options.kid_subset_size
+                )
+        return {n: out[n] for n in self.names}
+
+
+def quality_metrics(
+    names: tuple[str, ...],
+    baseline: torch.Tensor,
+    images: torch.Tensor,
+    prompts: list[str],
+    model: LoadedModel,
+    options: MeasureOptions = MeasureOptions(),
+) -> dict[str, float]:
+    """The requested metrics of ``images`` (``[N x C x H x W]`` in [-1, 1]) against ``baseline``
+    (the baseline's images for the same seeds) and the model's reference. For many variants build
+    one ``Measure`` instead: it computes the reference once."""
+    return Measure(names, model, baseline, prompts, options).metrics(images)

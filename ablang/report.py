@@ -1,0 +1,404 @@
+"""report: a run's results for people (rich table, heatmaps, sample grids) and for programs
+(``results.json``).
+
+results.json (``results_json``) holds everything needed to reproduce the numbers::
+
+    {"ablang_version", "study": {"path", "title", "sha256"}, "model": {"name", "checksum"},
+     "sampler": {"kind", "steps", "guidance", "timesteps"}, "seed", "samples", "prompts",
+     "variants": [{"name", "interventions": [{"op", "component", "window": {"kind", "lo", "hi",
+                   "inclusive"}, "params"}], "metrics": {name: number},
+                   "cost": {"unet_flops", "flops_ratio", "seconds", "speedup"}}, ...],
+     "sweeps": [{"name", "op", "metric", "components", "windows", "variants"}, ...],
+     "mode", "seeds", "versions", "searches", "run_seconds"}
+
+- ``variants[0]`` is the baseline; ``prompts`` and ``seeds`` have one entry per sample (sample i of
+  every variant used ``seeds[i]`` and ``prompts[i]``); ``timesteps`` are in visiting order.
+- A sweep's ``variants[i][j]`` names the variant for ``components[i]`` in ``windows[j]``.
+- Numbers that are not finite are written as ``null``: JSON has no infinity, and strict parsers
+  reject ``Infinity``. The only one in practice is the baseline's ``psnr`` (identical images,
+  +inf), so ``"psnr": null`` reads "identical to the baseline".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ablang.heatmap import save_heatmap_png, terminal_heatmap
+from ablang.measure import Results, VariantResult, format_metric
+from ablang.plan import Intervention, Plan, Search
+
+RESULTS_FILE = "results.json"
+GRIDS_DIR = "grids"
+# What a sweep's heatmap shows: the first of these the study asks for.
+SWEEP_METRICS = ("ssim", "mse", "psnr", "fid", "kid", "accuracy")
+
+
+# ---------------------------------------------------------------------------- names
+
+
+def slug(name: str, limit: int = 80) -> str:
+    """A file-name-safe form of a variant or sweep name: ``drop skip[3]`` -> ``drop-skip-3``."""
+    s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
+    s = s[:limit].rstrip("-.")
+    return s or "unnamed"
+
+
+def _unique_slugs(names: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = s = slug(name)
+        k = 2
+        while s in used:
+            s, k = f"{base}-{k}", k + 1
+        used.add(s)
+        out[name] = s
+    return out
+
+
+def sweep_metric(plan: Plan) -> str:
+    """The metric a sweep's heatmap shows: the first of ssim, mse, psnr, fid, kid, accuracy that
+    the study asks for; ssim if it asks for none of them (the run then measures ssim too)."""
+    for m in SWEEP_METRICS:
+        if m in plan.metrics:
+            return m
+    return "ssim"
+
+
+# ---------------------------------------------------------------------------- results.json
+
+
+def _json_safe(obj):
+    """Non-finite floats -> None, tuples -> lists, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _intervention_json(iv: Intervention) -> dict:
+    return {
+        "op": iv.op,
+        "component": iv.component,
+        "window": iv.window.to_json(),
+        "params": dict(iv.params),
+    }
+
+
+def _variant_json(v: VariantResult) -> dict:
+    return {
+        "name": v.name,
+        "interventions": [_intervention_json(iv) for iv in v.interventions],
+        "metrics": {k: float(x) for k, x in v.metrics.items()},
+        "cost": {
+            "unet_flops": float(v.cost.unet_flops),
+            "flops_ratio": float(v.cost.flops_ratio),
+            "seconds": float(v.cost.seconds),
+            "speedup": float(v.cost.speedup),
+        },
+    }
+
+
+def _search_json(s: Search) -> dict:
+    return {
+        "name": s.name,
+        "objective": s.objective,
+        "constraints": [
+            {"metric": c.metric, "cmp": c.cmp, "value": c.value, "relative": c.relative}
+            for c in s.constraints
+        ],
+        "ops": list(s.ops),
+        "components": list(s.components),
+        "windows": [w.to_json() for w in s.windows],
+        "every": s.every,
+    }
+
+
+def results_json(results: Results) -> dict:
+    """The results.json document (see the module docstring); JSON-safe (no inf/nan)."""
+    plan = results.plan
+    metric = sweep_metric(plan)
+    doc = {
+        "ablang_version": results.versions.get("ablang") or _ablang_version(),
+        "study": {"path": plan.source, "title": plan.title, "sha256": plan.sha256},
+        "model": {"name": results.model_label, "checksum": results.model_checksum},
+        "sampler": {
+            "kind": plan.sampler.kind,
+            "steps": plan.sampler.steps,
+            "guidance": float(results.guidance),
+            "timesteps": [int(t) for t in results.timesteps],
+        },
+        "seed": plan.seed,
+        "samples": plan.samples,
+        "prompts": list(results.prompts),
+        "variants": [_variant_json(v) for v in results.variants],
+        "sweeps": [
+            {
+                "name": s.name,
+                "op": s.op,
+                "metric": metric,
+                "components": list(s.components),
+                "windows": [w.to_json() for w in s.windows],
+                "variants": [list(row) for row in s.variants],
+            }
+            for s in plan.sweeps
+        ],
+        "mode": results.mode,
+        "seeds": [int(s) for s in results.seeds],
+        "versions": dict(results.versions),
+        "searches": [_search_json(s) for s in plan.searches],
+        "run_seconds": float(results.seconds),
+    }
+    return _json_safe(doc)
+
+
+def _ablang_version() -> str:
+    from ablang import __version__
+
+    return __version__
+
+
+def write_results(results: Results, out_dir: str | Path) -> Path:
+    """``<out_dir>/results.json``: indent 2, keys in contract order, strict JSON."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS_FILE
+    text = json.dumps(results_json(results), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+MAX_NAME = 24
+MAX_INTERVENTIONS = 3  # lines shown per variant before "(+k more)"
+
+
+def _ellipsize(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def interventions_text(ivs: Sequence[Intervention]) -> str:
+    """One line per intervention, ``drop skip[3] for t in [600, 1000)``; at most three shown."""
+    if not ivs:
+        return "-"
+    lines = [iv.label() for iv in ivs[:MAX_INTERVENTIONS]]
+    if len(ivs) > MAX_INTERVENTIONS:
+        lines.append(f"(+{len(ivs) - MAX_INTERVENTIONS} more)")
+    return "\n".join(_ellipsize(line, 60) for line in lines)
+
+
+def study_table(results: Results) -> Table:
+    """One row per variant, baseline first: name, interventions, FLOPs ratio, time, speedup, then
+    every metric the study asked for."""
+    plan = results.plan
+    title = plan.title or Path(plan.source).stem or "study"
+    table = Table(title=title, title_style="bold", show_lines=False)
+    texts = [interventions_text(v.interventions) for v in results.variants]
+    table.add_column("variant", style="bold", max_width=MAX_NAME, overflow="fold")
+    table.add_column("interventions", max_width=62, overflow="fold")
+    table.add_column("FLOPs", justify="right")
+    table.add_column("time (s)", justify="right")
+    table.add_column("speedup", justify="right")
+    metrics = list(plan.metrics)
+    for v in results.variants:
+        for m in v.metrics:
+            if m not in metrics:
+                metrics.append(m)
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for k, v in enumerate(results.variants):
+        row = [
+            Text(_ellipsize(v.name, MAX_NAME)),
+            Text(texts[k], style="dim" if not v.interventions else ""),
+            f"{v.cost.flops_ratio:.2f}" if math.isfinite(v.cost.flops_ratio) else "-",
+            f"{v.cost.seconds:.2f}",
+            f"{v.cost.speedup:.2f}x" if math.isfinite(v.cost.speedup) else "-",
+        ]
+        row += [format_metric(m, v.metrics.get(m)) for m in metrics]
+        table.add_row(*row, style="italic" if k == 0 else None)
+    return table
+
+
+# ---------------------------------------------------------------------------- heatmaps
+
+
+def heatmap_path(out_dir: str | Path, sweep_name: str) -> Path:
+    return Path(out_dir) / f"heatmap_{slug(sweep_name)}.png"
+
+
+def write_heatmaps(results: Results, out_dir: str | Path) -> list[Path]:
+    """``<out_dir>/heatmap_<sweep>.png`` for every sweep."""
+    metric = sweep_metric(results.plan)
+    return [
+        save_heatmap_png(s, results, metric, heatmap_path(out_dir, s.name))
+        for s in results.plan.sweeps
+    ]
+
+
+# ---------------------------------------------------------------------------- sample grids
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "..", font=font) > width:
+        text = text[:-1]
+    return text + ".." if text else ""
+
+
+def default_nrow(prompts: Sequence[str]) -> int:
+    """Images per grid row: the samples of one prompt (so each row is one prompt) when that is a
+    sensible width, else about a square."""
+    n = len(prompts)
+    run = 1
+    while run < n and prompts[run] == prompts[0]:
+        run += 1
+    if 1 < run <= 16 and n % run == 0:
+        return run
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def sample_grid(
+    images: torch.Tensor, prompts: Sequence[str], path: str | Path, nrow: int | None = None
+) -> Path:
+    """A PNG grid of ``images`` (``[N x C x H x W]`` in [-1, 1], C = 1 or 3), ``nrow`` per row,
+    labelled with the prompts: one label per row when the row shares a prompt, else a caption over
+    each image. Small images are enlarged (nearest) to at least 64 pixels."""
+    from PIL import Image, ImageDraw
+
+    images = images.detach().float().cpu()
+    n, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(f"sample_grid takes 1 or 3 channels, not {c}")
+    prompts = list(prompts) if prompts else [""] * n
+    if len(prompts) != n:
+        raise ValueError(f"{n} images but {len(prompts)} prompts")
+    nrow = max(1, min(nrow or default_nrow(prompts), n))
+    rows = math.ceil(n / nrow)
+    scale = max(1, math.ceil(64 / max(h, w)))
+    ch, cw = h * scale, w * scale
+    pad = 2
+    font = _font(11)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = int(probe.textbbox((0, 0), "Ag", font=font)[3]) + 3
+
+    row_prompts = [prompts[r * nrow : (r + 1) * nrow] for r in range(rows)]
+    per_row = any(prompts) and all(len(set(rp)) == 1 for rp in row_prompts)
+    label_w = 0
+    if per_row:
+        label_w = min(200, int(max(probe.textlength(rp[0], font=font) for rp in row_prompts)) + 8)
+    caption_h = 0 if per_row or not any(prompts) else line_h
+
+    cell_w, cell_h = cw + pad, ch + pad + caption_h
+    sheet = Image.new("RGB", (label_w + nrow * cell_w + pad, rows * cell_h + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # [N x C x H x W]
+    if c == 1:
+        pixels = pixels.repeat(1, 3, 1, 1)
+    for k in range(n):
+        r, col = divmod(k, nrow)
+        x0, y0 = label_w + pad + col * cell_w, pad + r * cell_h
+        tile = Image.fromarray(pixels[k].permute(1, 2, 0).numpy(), "RGB")
+        if scale > 1:
+            tile = tile.resize((cw, ch), Image.NEAREST)
+        if caption_h:
+            draw.text((x0, y0), _fit(draw, prompts[k], font, cw), fill="black", font=font)
+        sheet.paste(tile, (x0, y0 + caption_h))
+    if per_row:
+        for r, rp in enumerate(row_prompts):
+            y = pad + r * cell_h + (ch - line_h) // 2
+            draw.text((4, y), _fit(draw, rp[0], font, label_w - 8), fill="black", font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, format="PNG")
+    return path
+
+
+def write_grids(
+    samples_by_variant: Mapping[str, torch.Tensor],
+    prompts: Sequence[str],
+    out_dir: str | Path,
+    nrow: int | None = None,
+) -> dict[str, Path]:
+    """``<out_dir>/grids/<slug>.png`` per variant (values: image tensors or ``Samples``); slugs
+    that would collide get ``-2``, ``-3``... Returns variant name -> path."""
+    slugs = _unique_slugs(samples_by_variant)
+    out: dict[str, Path] = {}
+    for name, value in samples_by_variant.items():
+        images = getattr(value, "images", value)
+        out[name] = sample_grid(
+            images, prompts, Path(out_dir) / GRIDS_DIR / f"{slugs[name]}.png", nrow
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- everything
+
+
+def write_report(
+    results: Results,
+    out_dir: str | Path,
+    samples_by_variant: Mapping[str, torch.Tensor] | None = None,
+) -> list[Path]:
+    """results.json, a heatmap PNG per sweep and (given the images) a grid per variant."""
+    files = [write_results(results, out_dir)]
+    files += write_heatmaps(results, out_dir)
+    if samples_by_variant:
+        files += list(write_grids(samples_by_variant, results.prompts, out_dir).values())
+    return files
+
+
+def print_report(
+    results: Results,
+    console: Console,
+    out_dir: str | Path | None = None,
+    files: Sequence[str | Path] = (),
+) -> None:
+    """The study table, then every sweep's heatmap, then where the files were written."""
+    console.print(study_table(results))
+    metric = sweep_metric(results.plan)
+    for sweep in results.plan.sweeps:
+        console.print()
+        console.print(terminal_heatmap(sweep, results, metric))
+    if out_dir is not None or files:
+        console.print()
+        where = Text("results in ", style="bold")
+        where.append(str(out_dir) if out_dir is not None else str(Path(files[0]).parent))
+        console.print(where)
+        grids = [Path(f) for f in files if Path(f).parent.name == GRIDS_DIR]
+        for f in files:
+            if Path(f) not in grids:
+                console.print(f"  {f}")
+        if grids:
+            console.print(
+                f"  {grids[0].parent}/ ({len(grids)} sample grid{'s' * (len(grids) != 1)})"
+            )
+    console.print(
+        Text(
+            f"{len(results.variants)} variants in {results.seconds:.1f} s ({results.mode} mode)",
+            style="dim",
+        )
+    )
