@@ -102,6 +102,8 @@ class Executor:
         if self.doubled:
             cond = _cat(cond, _tile(self.uncond, chunks))
             x = torch.cat([x, x])
+        if self.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         t = torch.full((x.shape[0],), step.t, dtype=torch.long, device=self.device)
         return x, t, cond
 

@@ -201,15 +201,24 @@ def interventions_text(ivs: Sequence[Intervention]) -> str:
     return "\n".join(_ellipsize(line, 60) for line in lines)
 
 
+def variant_text(v: VariantResult) -> Text:
+    """One cell per variant: a bare line's or a sweep cell's name already is its interventions
+    (``sweep1: drop skip[3] for t in [0, 100)``); a named variant gets ``name: interventions``."""
+    text = interventions_text(v.interventions)
+    if not v.interventions or v.name.endswith(text):
+        return Text(v.name, style="bold" if not v.interventions else "")
+    out = Text(v.name, style="bold")
+    out.append(": " + text)
+    return out
+
+
 def study_table(results: Results) -> Table:
     """One row per variant, baseline first: name, interventions, FLOPs ratio, time, speedup, then
     every metric the study asked for."""
     plan = results.plan
     title = plan.title or Path(plan.source).stem or "study"
     table = Table(title=title, title_style="bold", show_lines=False)
-    texts = [interventions_text(v.interventions) for v in results.variants]
-    table.add_column("variant", style="bold", max_width=MAX_NAME, overflow="fold")
-    table.add_column("interventions", max_width=62, overflow="fold")
+    table.add_column("variant: interventions", max_width=72, overflow="fold")
     table.add_column("FLOPs", justify="right")
     table.add_column("time (s)", justify="right")
     table.add_column("speedup", justify="right")
@@ -222,8 +231,7 @@ def study_table(results: Results) -> Table:
         table.add_column(m, justify="right")
     for k, v in enumerate(results.variants):
         row = [
-            Text(_ellipsize(v.name, MAX_NAME)),
-            Text(texts[k], style="dim" if not v.interventions else ""),
+            variant_text(v),
             f"{v.cost.flops_ratio:.2f}" if math.isfinite(v.cost.flops_ratio) else "-",
             f"{v.cost.seconds:.2f}",
             f"{v.cost.speedup:.2f}x" if math.isfinite(v.cost.speedup) else "-",

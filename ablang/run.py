@@ -69,9 +69,10 @@ def fingerprint(plan: Plan, model: LoadedModel, mode: str) -> str:
 
 
 def auto_batch(model: LoadedModel, rows_per_variant: int) -> int:
-    """Variants per batched forward: about 512 rows of 32x32 images, fewer for larger images."""
+    """Variants per batched forward: about 96 rows of 32x32 images, fewer for larger images (on
+    2 CPU cores larger batches cost more per row; see benchmarks/bench_sweep.py)."""
     c, h, w = model.image_shape
-    budget = max(1, int(512 * (32 * 32) / (h * w)))
+    budget = max(1, int(96 * (32 * 32) / (h * w)))
     return max(1, budget // max(1, rows_per_variant))
 
 
@@ -81,8 +82,8 @@ def versions() -> dict[str, str]:
 
 def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     """Run every variant of ``plan``; returns the ``measure.Results``."""
-    from ablang.measure import Cost, Results, VariantResult, quality_metrics
-    from ablang.report import print_report, write_grids, write_results
+    from ablang.measure import Cost, Measure, Results, VariantResult, check_metrics
+    from ablang.report import print_report, write_report
 
     console = console or Console()
     device = pick_device(options.device or plan.device)
@@ -94,6 +95,7 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     setup = make_setup(plan, model, diffusion)
     programs = ProgramCache(model.traced)
     executor = Executor(model, diffusion, setup, device, programs)
+    check_metrics(plan.metrics, model)  # fail now, not after an hour of sampling
     journal = Journal(out, fingerprint(plan, model, options.mode), options.resume)
     steps = list(setup.steps)
     scheds = {v.name: schedule(v, steps) for v in plan.variants}
@@ -153,13 +155,14 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     counter = FlopCounter(model, programs, executor.doubled)
     base_flops = counter.trajectory(scheds["baseline"])
     base_step = baseline.seconds / len(steps)
+    measure = Measure(plan.metrics, model, done["baseline"].images, list(setup.prompts))
     results = []
     for v in plan.variants:
         s = done[v.name]
         flops = counter.trajectory(scheds[v.name])
         # the steps before its start ran as the baseline's: charge them at the baseline's pace
         full_seconds = s.start_step * base_step + s.seconds
-        metrics = quality_metrics(plan.metrics, done["baseline"].images, s.images, list(setup.prompts), model)
+        metrics = measure.metrics(s.images)
         results.append(
             VariantResult(
                 name=v.name,
@@ -184,9 +187,8 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
         seconds=time.perf_counter() - started,
         versions=versions(),
     )
-    write_results(res, out)
-    write_grids({v.name: done[v.name].images for v in plan.variants}, list(setup.prompts), out)
-    print_report(res, console, out)
+    files = write_report(res, out, {v.name: done[v.name].images for v in plan.variants})
+    print_report(res, console, out, files)
     if options.emit and plan.emits:
         from ablang.emit import emit_sampler
 

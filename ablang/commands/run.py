@@ -34,7 +34,9 @@ def run(args) -> int:
     options = RunOptions(out=args.out, mode=args.mode, resume=args.resume, device=args.device,
                          batch=args.batch, emit=not args.no_emit)
     try:
-        run_plan(checked.plan, options, Console())
+        # logs and CI are not terminals: give the table room rather than rich's 80 columns
+        console = Console() if sys.stdout.isatty() else Console(width=150)
+        run_plan(checked.plan, options, console)
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2

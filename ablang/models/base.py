@@ -44,6 +44,8 @@ class LoadedModel:
     reference_features: Callable[[], torch.Tensor] | None = None
     # what a generated sampler needs to rebuild this model on its own (see ablang.emit)
     emit: dict[str, Any] = field(default_factory=dict)
+    # feed the Unet channels-last images: on CPU, small convolutions run faster that way
+    channels_last: bool = False
 
     @property
     def table(self) -> ComponentTable:

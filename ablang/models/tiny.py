@@ -156,4 +156,5 @@ class TinyAdapter(ModelAdapter):
                 "weights": str(path),
                 "source": EMIT_SOURCE,
             },
+            channels_last=device.type == "cpu",
         )
