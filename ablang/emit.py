@@ -91,7 +91,10 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     for rules in sched.per_step:
         if rules not in rule_sets:
             rule_sets.append(rules)
-    names = [program_name(r) or f"unet_program_{k}" for k, r in enumerate(rule_sets)]
+    names: list[str] = []
+    for k, r in enumerate(rule_sets):  # distinct names: a repeated def would shadow the first
+        name = program_name(r) or f"unet_program_{k}"
+        names.append(name if name not in names else f"unet_program_{k}")
     funcs = [function_source(programs.get(r, "accelerate"), n) for r, n in zip(rule_sets, names)]
     progs = [programs.get(r, "accelerate") for r in rule_sets]
     of_step = [rule_sets.index(r) for r in sched.per_step]
@@ -134,7 +137,7 @@ DEFAULT_PROMPTS = {tuple(model.default_prompts)!r}
 {emit["source"].strip()}
 
 
-# ---------------------------------------------------------------- the Unet, one function per program
+# ------------------------------------------------------------ the Unet, one function per program
 
 {(chr(10) * 3).join(funcs)}
 

@@ -36,6 +36,7 @@ class Journal:
         self.path = out / "journal.jsonl"
         self.fingerprint = fingerprint
         self._done: dict[str, Samples] = {}
+        self._records = 0  # variant lines in the journal; names the next samples file
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
         if resume and self.path.exists():
@@ -52,19 +53,27 @@ class Journal:
             os.fsync(f.fileno())
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        header = json.loads(lines[0]) if lines else {}
+        data = self.path.read_bytes()
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            header = {}
         if header.get("fingerprint") != self.fingerprint:
             raise AblangError(
                 f"cannot resume: {self.out} holds a run of a different study, model or mode",
                 hint="run without --resume to start over, or choose another --out",
                 code="resume-mismatch",
             )
+        if not data.endswith(b"\n"):  # a line cut by a crash: remove it, so that the next record
+            with open(self.path, "r+b") as f:  # starts on a line of its own
+                f.truncate(data.rfind(b"\n") + 1)
         for line in lines[1:]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a crash: that variant is not done
                 continue
+            self._records += 1
             file = self.out / "samples" / rec["file"]
             if not file.exists():
                 continue
@@ -91,7 +100,9 @@ class Journal:
         )
 
     def append(self, samples: Samples) -> None:
-        name = f"{len(self._done):04d}.pt"
+        # numbered by journal line, not by variants done: a re-run variant whose file was missing
+        # must not overwrite the file of one done after it
+        name = f"{self._records:04d}.pt"
         _atomic_save(samples.images, self.out / "samples" / name)
         self._write_line(
             {
@@ -103,3 +114,4 @@ class Journal:
             }
         )
         self._done[samples.variant] = samples
+        self._records += 1

@@ -95,6 +95,9 @@ class Results:
     variants: tuple[VariantResult, ...]  # baseline first
     seconds: float  # the whole run
     versions: dict[str, str]
+    # one ablang.search.SearchResult per search of the plan, in its order; each best variant is
+    # also in ``variants`` (origin "search", named after its search)
+    searches: tuple = ()
 
     @property
     def baseline(self) -> VariantResult:

@@ -111,7 +111,12 @@ def _variant_json(v: VariantResult) -> dict:
     }
 
 
-def _search_json(s: Search) -> dict:
+def _search_json(s: Search, results: Results) -> dict:
+    """The search as the plan states it; once it has run, with its outcome (``SearchResult.to_json``:
+    best, path, pareto, points)."""
+    for r in results.searches:
+        if r.name == s.name:
+            return r.to_json()
     return {
         "name": s.name,
         "objective": s.objective,
@@ -158,7 +163,7 @@ def results_json(results: Results) -> dict:
         "mode": results.mode,
         "seeds": [int(s) for s in results.seeds],
         "versions": dict(results.versions),
-        "searches": [_search_json(s) for s in plan.searches],
+        "searches": [_search_json(s, results) for s in plan.searches],
         "run_seconds": float(results.seconds),
     }
     return _json_safe(doc)
@@ -207,7 +212,7 @@ def variant_text(v: VariantResult) -> Text:
     text = interventions_text(v.interventions)
     if not v.interventions or v.name.endswith(text):
         return Text(v.name, style="bold" if not v.interventions else "")
-    out = Text(v.name, style="bold")
+    out = Text(_ellipsize(v.name, MAX_NAME), style="bold")
     out.append(": " + text)
     return out
 
@@ -218,6 +223,11 @@ def study_table(results: Results) -> Table:
     plan = results.plan
     title = plan.title or Path(plan.source).stem or "study"
     table = Table(title=title, title_style="bold", show_lines=False)
+    if results.mode == "measure":
+        table.caption = (
+            "measure mode computes the whole Unet for every variant: FLOPs is what the shortcuts "
+            "would save; run with --mode accelerate (or time the emitted sampler) for real speedups"
+        )
     table.add_column("variant: interventions", max_width=72, overflow="fold")
     table.add_column("FLOPs", justify="right")
     table.add_column("time (s)", justify="right")
@@ -366,6 +376,120 @@ def write_grids(
 # ---------------------------------------------------------------------------- everything
 
 
+# ---------------------------------------------------------------------------- searches
+
+
+def search_png_path(out_dir: str | Path, search_name: str) -> Path:
+    return Path(out_dir) / f"search_{slug(search_name)}.png"
+
+
+def search_table(result) -> Table:
+    """A search's path: one row per measured combination (accepted ones bold), with the
+    candidate's own speedup and sensitivity, the combination's speedup and bounded metrics; a
+    caption counts the candidates skipped without a measurement."""
+    s = result.search
+    bounds = ", ".join(
+        f"{c.metric} {c.cmp} {format_metric(c.metric, b)}" + (f" ({c.value:+g}%)" if c.relative else "")
+        for c, b in zip(s.constraints, result.bounds)
+    )
+    skipped: dict[str, int] = {}
+    for p in result.path:
+        if p.combined is None:
+            skipped[p.outcome] = skipped.get(p.outcome, 0) + 1
+    caption = f"{result.candidates['measured']} candidates measured alone"
+    if skipped:
+        caption += "; skipped: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+    table = Table(title=f"search {s.name}: speedup where {bounds}", title_style="bold",
+                  caption=caption)
+    table.add_column("#", justify="right")
+    table.add_column("candidate", max_width=46, overflow="fold")
+    table.add_column("alone", justify="right")
+    table.add_column("sens.", justify="right")
+    table.add_column("", justify="left")
+    table.add_column("speedup", justify="right")
+    metrics = list(dict.fromkeys(c.metric for c in s.constraints))
+    for m in metrics:
+        table.add_column(m, justify="right")
+    k = 0
+    for p in result.path:
+        if p.combined is None:
+            continue
+        k += 1
+        ok = p.outcome == "accepted"
+        table.add_row(
+            str(k),
+            p.candidate.label(),
+            f"{p.alone.speedup:.3f}x",
+            f"{p.sensitivity:.2f}",
+            Text("accepted", style="green") if ok else Text("rejected", style="red"),
+            f"{p.combined.speedup:.2f}x",
+            *[format_metric(m, p.combined.metrics.get(m)) for m in metrics],
+            style="bold" if ok else "dim",
+        )
+    best = result.best
+    table.add_row(
+        "", Text(f"best: {len(best.interventions)} interventions", style="bold"), "", "", "",
+        Text(f"{best.speedup:.2f}x", style="bold"),
+        *[format_metric(m, best.metrics.get(m)) for m in metrics],
+        end_section=True,
+    )
+    return table
+
+
+def save_search_png(result, path: str | Path) -> Path:
+    """Speedup against each bounded metric, one panel each: every measured point (candidates
+    alone grey, combinations blue when accepted, red when rejected), the Pareto front, the bound
+    as a dashed line and the best variant as a star."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cons = result.search.constraints
+    fig, axes = plt.subplots(1, max(1, len(cons)), figsize=(5.2 * max(1, len(cons)), 4.2),
+                             squeeze=False)
+    accepted = {id(p.combined) for p in result.path if p.outcome == "accepted"}
+    for ax, c, b in zip(axes[0], cons, result.bounds):
+        def xy(points, metric=c.metric):
+            pts = [(p.speedup, p.metrics[metric]) for p in points
+                   if math.isfinite(p.metrics.get(metric, math.nan))]
+            return [x for x, _ in pts], [y for _, y in pts]
+
+        groups = [
+            ("alone", [p for p in result.points if p.kind == "single"], {"c": "0.6", "s": 14}),
+            ("rejected", [p for p in result.points if p.kind == "combination" and id(p) not in accepted],
+             {"c": "tab:red", "marker": "x", "s": 18}),
+            ("accepted", [p for p in result.points if id(p) in accepted], {"c": "tab:blue", "s": 22}),
+            ("baseline", [p for p in result.points if p.kind == "baseline"], {"c": "k", "marker": "s", "s": 30}),
+        ]
+        for label, pts, style in groups:
+            xs, ys = xy(pts)
+            if xs:
+                ax.scatter(xs, ys, label=label, **style)
+        front = [result.points[i] for i in result.pareto.get(c.metric, ())]
+        xs, ys = xy(front)
+        if xs:
+            ax.plot(xs, ys, "-", c="tab:green", lw=1.2, label="Pareto front", zorder=0)
+        ax.axhline(b, ls="--", c="tab:orange", lw=1.2, label=f"{c.metric} {c.cmp} {b:.4g}")
+        xs, ys = xy([result.best])
+        if xs:
+            ax.scatter(xs, ys, marker="*", s=160, c="gold", edgecolors="k", zorder=5, label="best")
+        ax.set_xlabel("FLOP speedup over the baseline")
+        ax.set_ylabel(c.metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"search {result.search.name}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------- everything
+
+
 def write_report(
     results: Results,
     out_dir: str | Path,
@@ -374,6 +498,7 @@ def write_report(
     """results.json, a heatmap PNG per sweep and (given the images) a grid per variant."""
     files = [write_results(results, out_dir)]
     files += write_heatmaps(results, out_dir)
+    files += [save_search_png(r, search_png_path(out_dir, r.name)) for r in results.searches]
     if samples_by_variant:
         files += list(write_grids(samples_by_variant, results.prompts, out_dir).values())
     return files
@@ -391,6 +516,9 @@ def print_report(
     for sweep in results.plan.sweeps:
         console.print()
         console.print(terminal_heatmap(sweep, results, metric))
+    for found in results.searches:
+        console.print()
+        console.print(search_table(found))
     if out_dir is not None or files:
         console.print()
         where = Text("results in ", style="bold")

@@ -6,6 +6,7 @@ emit); each stage lives in its own module.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import re
@@ -63,8 +64,10 @@ def default_out(plan: Plan) -> Path:
 
 
 def fingerprint(plan: Plan, model: LoadedModel, mode: str) -> str:
-    """Same study meaning, model weights and mode -> same fingerprint (spans do not count)."""
-    text = repr((plan, model.checksum, mode, ablang.__version__))
+    """Same study meaning, model weights and mode -> same fingerprint. The study's path, title,
+    comments and layout do not count (spans never do), so a reformatted study still resumes."""
+    meaning = dataclasses.replace(plan, source="", sha256="", title="")
+    text = repr((meaning, model.checksum, mode, ablang.__version__))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -151,7 +154,8 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
             progress.remove_task(task)
 
     done = journal.done
-    done["baseline"] = Samples("baseline", baseline.xs[-1], len(steps), baseline.seconds, len(steps) * per_forward)
+    # the baseline shares no prefix: all of its steps are its own (start 0), else its time counts twice
+    done["baseline"] = Samples("baseline", baseline.xs[-1], 0, baseline.seconds, len(steps) * per_forward)
     counter = FlopCounter(model, programs, executor.doubled)
     base_flops = counter.trajectory(scheds["baseline"])
     base_step = baseline.seconds / len(steps)
@@ -174,6 +178,35 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
                 evaluations=s.evaluations,
             )
         )
+    # ---- searches (ablang/search.py): after the variants, before the results are written.
+    # Each search's best variant joins the results under the search's name.
+    searched, found = [], {}
+    if plan.searches:
+        from ablang.search import SearchOptions, run_searches
+
+        search_options = SearchOptions(
+            mode=options.mode, batch=max_chunks, lookahead=1 if device.type == "cpu" else max_chunks
+        )
+        searched, best_samples = run_searches(
+            plan, executor, baseline, measure, counter, search_options, console
+        )
+        for r, s in zip(searched, best_samples):
+            v = found[r.name] = r.best_variant()
+            done[v.name] = s
+            flops = counter.trajectory(schedule(v, steps))
+            full_seconds = s.start_step * base_step + s.seconds
+            results.append(
+                VariantResult(
+                    name=v.name,
+                    origin=v.origin,
+                    interventions=v.interventions,
+                    metrics=dict(r.best.metrics),
+                    cost=Cost(flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds),
+                    start_step=s.start_step,
+                    evaluations=s.evaluations,
+                )
+            )
+    # ---- end of searches
     res = Results(
         plan=plan,
         model_label=model.label,
@@ -186,13 +219,15 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
         variants=tuple(results),
         seconds=time.perf_counter() - started,
         versions=versions(),
+        searches=tuple(searched),
     )
-    files = write_report(res, out, {v.name: done[v.name].images for v in plan.variants})
+    files = write_report(res, out, {v.name: done[v.name].images for v in res.variants})
     print_report(res, console, out, files)
     if options.emit and plan.emits:
         from ablang.emit import emit_sampler
 
         for e in plan.emits:
-            path = emit_sampler(plan, plan.variant(e.variant), model, Path(e.path), programs)
+            variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
+            path = emit_sampler(plan, variant, model, Path(e.path), programs)
             console.print(f"emitted sampler for {e.variant!r}: {path}")
     return res

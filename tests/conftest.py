@@ -17,6 +17,21 @@ from ablang.plan import Intervention, ModelSpec, Plan, SamplerSpec, Variant, Win
 from ablang.train import save_checkpoint
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite golden files (tests/fixtures/emit/) from the current output instead of comparing",
+    )
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    """True when the run was asked to rewrite golden files (``pytest --update-golden``)."""
+    return bool(request.config.getoption("--update-golden"))
+
+
 def random_unet(seed: int = 0) -> TinyUnet:
     """The built-in architecture with random weights large enough that every block matters
     (the real init zeroes each residual branch's last conv)."""

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ablang.components import ComponentTable
 from ablang.errors import AblangError, AblangErrors, as_list, render_errors
-from ablang.models import component_table
+from ablang import models
 from ablang.parse import parse
 from ablang.plan import ModelSpec
 from ablang.resolve import model_spec
@@ -64,7 +64,7 @@ def rich_table(table: ComponentTable) -> Table:
 def run(args) -> int:
     try:
         spec = parse_model(args.model)
-        table = component_table(spec)
+        table = models.component_table(spec)
     except AblangErrors as e:
         print(render_errors(as_list(e)), file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 from rich.console import Console
@@ -40,4 +41,14 @@ def run(args) -> int:
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # every finished variant is already in the journal; nothing is lost
+        again = f"ablang run {args.study}" + (f" --out {args.out}" if args.out else "") + " --resume"
+        print(f"\ninterrupted; continue where it stopped with: {again}", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a failed run: the traceback for a bug report, exit 1
+        traceback.print_exc()
+        print(f"ablang run: the run failed: {type(e).__name__}: {e}\n"
+              "finished variants are kept in the journal; --resume continues after a fix", file=sys.stderr)
+        return 1
     return 0

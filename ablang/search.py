@@ -1,0 +1,553 @@
+"""search: the fastest variant that keeps the quality bounds of a ``search`` statement.
+
+``search speedup where ssim >= 0.90 and fid <= +10% over drop, cache of dec[*], mid for t in
+0..1000 by 200`` is resolved into a ``plan.Search``; this module runs it after the study's
+variants, on the same executor, baseline and metrics::
+
+    ops x components x windows ──prune──▶ candidates ──measure alone──▶ saving, sensitivity
+        (one intervention each)   (no FLOP      (batched measure mode,      │
+                                   saving)       baseline prefix shared)    ▼
+                                        greedy: best saving/sensitivity first; each one added to
+                                        the current variant is re-measured with it; kept when every
+                                        bound holds and the speedup rises
+                                                    │
+                                                    ▼
+                                 best variant (named after the search), path, Pareto fronts
+
+- The objective is the FLOP-bound speedup: the baseline's Unet FLOPs per image over the whole
+  trajectory divided by the variant's (``cost.FlopCounter``, counted on accelerate programs).
+- A bound is absolute (``ssim >= 0.90``) or relative to the baseline's own value (``fid <= +10%``:
+  at most ``fid_base + 10% * |fid_base|``).
+- A candidate's *sensitivity* is the largest share of a bound's slack it uses up alone
+  (``(1 - ssim) / (1 - 0.90)``; 1 = exactly at the bound); its *saving* the FLOPs it removes.
+- Greedy order: saving / sensitivity, highest first; ties in grid order (op, component, window as
+  written). A candidate that breaks a bound alone, that touches a component the current variant
+  already changes in an overlapping window, or that would not raise the FLOP speedup (its saving
+  is already covered, e.g. a block a cache has made dead) is skipped without a measurement.
+- A combination is measured from the current variant's own state at the step where it first
+  differs from it (the current variant's prefix is shared, as the baseline's is for single
+  variants), so every accepted step is a real, complete measurement of the combined variant.
+- Nothing is random: the same plan on the same machine gives the same path and best variant.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from ablang.compile import Mode, schedule
+from ablang.cost import FlopCounter
+from ablang.execute import Executor, Samples, Trajectory, batches
+from ablang.measure import HIGHER_IS_CLOSER, Measure
+from ablang.plan import Constraint, Intervention, Plan, Search, Variant, Window
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+Outcome = Literal["accepted", "rejected", "infeasible alone", "conflict", "no gain"]
+
+# Sensitivities below this count as this, so that saving / sensitivity stays finite: candidates
+# that change (almost) nothing are ordered by their saving alone.
+MIN_SENSITIVITY = 1e-3
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a search spends its measurements; none of these changes what a measurement means."""
+
+    mode: Mode = "measure"  # candidates alone: "measure" batches them, "accelerate" runs one by one
+    batch: int = 8  # measure mode: variants per batched forward
+    # Combinations measured together (measure mode); the path is the same for any value, later
+    # combinations of a group are simply measured again after an acceptance.
+    lookahead: int = 1
+    # Candidates saving less than this share of the baseline's FLOPs are not measured: they
+    # could raise the speedup by less than that share.
+    min_saving: float = 0.001
+    max_trials: int | None = None  # greedy: stop after this many measured combinations
+
+
+# ---------------------------------------------------------------------------- bounds
+
+
+def bound(c: Constraint, baseline_value: float) -> float:
+    """The bound's value: ``c.value``, or for ``+P%`` the baseline's value moved by P% of its size."""
+    if not c.relative:
+        return float(c.value)
+    return baseline_value + abs(baseline_value) * c.value / 100.0
+
+
+def holds(cmp: str, value: float, limit: float) -> bool:
+    """``value CMP limit``; a missing (NaN) value never holds."""
+    if value is None or math.isnan(value):
+        return False
+    return {
+        ">=": value >= limit,
+        "<=": value <= limit,
+        ">": value > limit,
+        "<": value < limit,
+    }[cmp]
+
+
+def slack_used(cmp: str, value: float, base: float, limit: float) -> float:
+    """How much of the room between the baseline's value and the bound ``value`` uses up: 0 at
+    the baseline's value (or better), 1 at the bound, above 1 past it.
+
+    ``ssim >= 0.9`` with ssim 0.95: ``(1 - 0.95) / (1 - 0.9) = 0.5``. Where the baseline's value
+    is infinite (psnr of identical images) the ratio ``limit / value`` plays the same part."""
+    if value is None or math.isnan(value):
+        return math.inf
+    lower_is_worse = cmp in (">=", ">")
+    if math.isinf(base):
+        if value <= 0:
+            return math.inf
+        return max(0.0, limit / value) if lower_is_worse else max(0.0, value / limit)
+    room = (base - limit) if lower_is_worse else (limit - base)
+    lost = (base - value) if lower_is_worse else (value - base)
+    if room <= 0:  # the baseline is at (or past) the bound: any loss breaks it
+        return 0.0 if lost <= 0 else math.inf
+    return max(0.0, lost / room)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured variant: the baseline, a candidate alone, or a combination the greedy tried."""
+
+    label: str
+    kind: Literal["baseline", "single", "combination"]
+    interventions: tuple[Intervention, ...]
+    speedup: float  # FLOP-bound
+    metrics: dict[str, float]
+    feasible: bool  # every bound holds
+
+    def to_json(self) -> dict:
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "speedup": self.speedup,
+            "metrics": dict(self.metrics),
+            "feasible": self.feasible,
+        }
+
+
+@dataclass(frozen=True)
+class PathStep:
+    """The greedy's decision on one candidate, in the order it considered them."""
+
+    candidate: Intervention
+    outcome: Outcome
+    alone: Point  # the candidate measured alone
+    sensitivity: float  # of the candidate alone
+    saving: float  # FLOPs per image it saves alone (share of the baseline's)
+    combined: Point | None  # the current variant with it, where measured
+
+    def to_json(self) -> dict:
+        return {
+            "candidate": self.candidate.label(),
+            "outcome": self.outcome,
+            "alone": {
+                "speedup": self.alone.speedup,
+                "metrics": dict(self.alone.metrics),
+                "sensitivity": self.sensitivity,
+                "saving": self.saving,
+            },
+            "speedup": self.combined.speedup if self.combined else None,
+            "metrics": dict(self.combined.metrics) if self.combined else None,
+            "feasible": self.combined.feasible if self.combined else None,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    search: Search
+    baseline_metrics: dict[str, float]
+    bounds: tuple[float, ...]  # one per constraint, in the constraints' order
+    best: Point  # label = the search's name
+    path: tuple[PathStep, ...]
+    points: tuple[Point, ...]  # everything measured: baseline, candidates alone, combinations
+    pareto: dict[str, tuple[int, ...]]  # constrained metric -> indices into points, by speedup
+    candidates: dict[str, int]  # how many: "grid", "not droppable", "low saving", "measured"
+    evaluations: int  # Unet image-forwards the search spent
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.search.name
+
+    def best_variant(self) -> Variant:
+        """The best variant as a plan variant: what ``emit sampler ... from NAME`` writes."""
+        return Variant(self.search.name, self.best.interventions, "search")
+
+    def to_json(self) -> dict:
+        s = self.search
+        return {
+            "name": s.name,
+            "objective": s.objective,
+            "constraints": [
+                {"metric": c.metric, "cmp": c.cmp, "value": c.value, "relative": c.relative,
+                 "bound": b}
+                for c, b in zip(s.constraints, self.bounds)
+            ],
+            "ops": list(s.ops),
+            "components": list(s.components),
+            "windows": [w.to_json() for w in s.windows],
+            "every": s.every,
+            "baseline": {"metrics": dict(self.baseline_metrics)},
+            "candidates": dict(self.candidates),
+            "best": {
+                "name": s.name,
+                "interventions": [iv.to_json() for iv in self.best.interventions],
+                "speedup": self.best.speedup,
+                "metrics": dict(self.best.metrics),
+                "feasible": self.best.feasible,
+            },
+            "path": [p.to_json() for p in self.path],
+            "pareto": {
+                m: [{"point": i, **self.points[i].to_json()} for i in idx]
+                for m, idx in self.pareto.items()
+            },
+            "points": [p.to_json() for p in self.points],
+            "evaluations": self.evaluations,
+            "seconds": self.seconds,
+        }
+
+
+def pareto_front(points: list[Point] | tuple[Point, ...], metric: str) -> tuple[int, ...]:
+    """Indices of the points that no other point beats in both speedup and ``metric`` (higher
+    is better for ssim, psnr, accuracy, lower for the rest), sorted by speedup."""
+    sign = 1.0 if metric in HIGHER_IS_CLOSER else -1.0
+    pts = [
+        (p.speedup, sign * p.metrics[metric], i)
+        for i, p in enumerate(points)
+        if metric in p.metrics and not math.isnan(p.metrics[metric])
+    ]
+    front = []
+    for s, q, i in pts:
+        beaten = any(
+            (s2 >= s and q2 >= q and (s2 > s or q2 > q)) or (s2 == s and q2 == q and j < i)
+            for s2, q2, j in pts
+        )
+        if not beaten:
+            front.append((s, i))
+    return tuple(i for _, i in sorted(front))
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def overlaps(a: Window, b: Window) -> bool:
+    """Whether two windows can share a step. Windows of different kinds (t and step) are taken
+    to overlap, as the resolver does for interventions on one component."""
+    if a.kind == "all" or b.kind == "all" or a.kind != b.kind:
+        return True
+    return a.lo < b.upper and b.lo < a.upper
+
+
+def conflicts(ivs: tuple[Intervention, ...], iv: Intervention) -> bool:
+    """``iv`` touches a component that ``ivs`` already change in an overlapping window."""
+    return any(o.component == iv.component and overlaps(o.window, iv.window) for o in ivs)
+
+
+@dataclass
+class _State:
+    """The greedy's current variant: its interventions, what they cost and give, and its x
+    before the steps where a combination may start (``xs[k]``, on the cpu)."""
+
+    interventions: tuple[Intervention, ...]
+    point: Point
+    xs: dict[int, torch.Tensor]
+
+
+class _Search:
+    def __init__(
+        self,
+        search: Search,
+        executor: Executor,
+        baseline: Trajectory,
+        measure: Measure,
+        flops: FlopCounter,
+        options: SearchOptions,
+        on_step: Callable[[str, int, int], None] | None,
+    ) -> None:
+        self.search, self.ex, self.baseline = search, executor, baseline
+        self.measure, self.flops, self.options = measure, flops, options
+        self.on_step = on_step or (lambda phase, done, total: None)
+        self.steps = list(executor.setup.steps)
+        self.base_flops = flops.trajectory(schedule(Variant("baseline"), self.steps))
+        self.base_metrics = measure.metrics(baseline.xs[-1])
+        self.bounds = tuple(bound(c, self.base_metrics[c.metric]) for c in search.constraints)
+        self.points: list[Point] = []
+
+    # ---- measuring
+
+    def speedup(self, ivs: tuple[Intervention, ...]) -> float:
+        f = self.flops.trajectory(schedule(Variant("v", ivs), self.steps))
+        return self.base_flops / f if f else math.inf
+
+    def feasible(self, metrics: dict[str, float]) -> bool:
+        return all(
+            holds(c.cmp, metrics.get(c.metric, math.nan), b)
+            for c, b in zip(self.search.constraints, self.bounds)
+        )
+
+    def sensitivity(self, metrics: dict[str, float]) -> float:
+        used = [
+            slack_used(c.cmp, metrics.get(c.metric, math.nan), self.base_metrics[c.metric], b)
+            for c, b in zip(self.search.constraints, self.bounds)
+        ]
+        return max(used, default=0.0)
+
+    def point(self, label, kind, ivs, images) -> Point:
+        metrics = self.measure.metrics(images)
+        p = Point(label, kind, ivs, self.speedup(ivs), metrics, self.feasible(metrics))
+        self.points.append(p)
+        return p
+
+    def first_step(self, window: Window) -> int | None:
+        for s in self.steps:
+            if window.contains(s.t, s.index):
+                return s.index
+        return None
+
+    def resume_step(self, ivs: tuple[Intervention, ...], new: list[Intervention]) -> int:
+        """The step from which ``ivs + [one of new]`` must be run: the first step of a new
+        intervention, moved back to the start of any cache window that runs across it (its
+        cached value would be needed)."""
+        k = min(self.first_step(iv.window) for iv in new)  # type: ignore[type-var]
+        moved = True
+        while moved:
+            moved = False
+            for iv in (*ivs, *new):
+                if iv.op != "cache":
+                    continue
+                inside = [s.index for s in self.steps if iv.window.contains(s.t, s.index)]
+                if inside and inside[0] < k <= inside[-1]:
+                    k, moved = inside[0], True
+        return k
+
+    @torch.no_grad()
+    def run_from(
+        self, variants: list[Variant], start: int, x: torch.Tensor, keep: set[int], mode: Mode
+    ) -> tuple[list[torch.Tensor], list[dict[int, torch.Tensor]]]:
+        """Run ``variants`` as chunks of one batch from step ``start``, all from ``x`` (``[N x C x
+        H x W]``, the state before that step); returns their images and their x before each step
+        in ``keep``."""
+        ex = self.ex
+        scheds = [schedule(v, self.steps) for v in variants]
+        x = x.to(ex.device).repeat(len(variants), 1, 1, 1)
+        caches: list[dict[str, torch.Tensor]] = [{} for _ in variants]
+        kept: list[dict[int, torch.Tensor]] = [{} for _ in variants]
+        total = len(self.steps) - start
+        for step in self.steps[start:]:
+            if step.index in keep:
+                for k, part in enumerate(x.cpu().chunk(len(variants))):
+                    kept[k][step.index] = part
+            x = ex.forward(x, step, [s.per_step[step.index] for s in scheds], caches, mode)
+            self.on_step("combinations", step.index - start + 1, total)
+        return list(x.cpu().chunk(len(variants))), kept
+
+    # ---- the search
+
+    def candidates(self) -> tuple[list[Intervention], dict[str, int]]:
+        s, table = self.search, self.ex.model.table
+        grid = [
+            Intervention(op, comp, w, every=s.every if op == "cache" else None)
+            for op in s.ops
+            for comp in s.components
+            for w in s.windows
+        ]
+        counts = {"grid": len(grid), "not droppable": 0, "low saving": 0, "measured": 0}
+        out = []
+        for iv in grid:
+            comp = table.get(iv.component)
+            if iv.op == "drop" and comp is not None and not comp.droppable:
+                counts["not droppable"] += 1
+                continue
+            saving = 1.0 - 1.0 / self.speedup((iv,))
+            if saving <= 0 or saving < self.options.min_saving:
+                counts["low saving"] += 1
+                continue
+            out.append(iv)
+        counts["measured"] = len(out)
+        return out, counts
+
+    def measure_alone(self, cands: list[Intervention]) -> list[Point]:
+        """Every candidate alone, from the baseline's prefix, batched in measure mode."""
+        variants = [Variant(f"{self.search.name}: {iv.label()}", (iv,), "search") for iv in cands]
+        by_name = {v.name: iv for v, iv in zip(variants, cands)}
+        mode = self.options.mode
+        chunks = max(1, self.options.batch) if mode == "measure" else 1
+        images: dict[str, torch.Tensor] = {}
+        groups = batches(variants, self.steps, chunks)
+        total = sum(len(self.steps) - schedule(g[0], self.steps).first_active for g in groups)
+        done = 0
+        for group in groups:
+
+            def tick() -> None:
+                nonlocal done
+                done += 1
+                self.on_step("candidates", done, total)
+
+            for samples in self.ex.run_batch(group, self.baseline, mode, tick):
+                images[samples.variant] = samples.images
+        return [
+            self.point(by_name[v.name].label(), "single", (by_name[v.name],), images[v.name])
+            for v in variants
+        ]
+
+    def run(self) -> SearchResult:
+        started, evals = time.perf_counter(), self.ex.evaluations
+        base_point = Point("baseline", "baseline", (), 1.0, dict(self.base_metrics),
+                           self.feasible(self.base_metrics))
+        self.points.append(base_point)
+        cands, counts = self.candidates()
+        alone = self.measure_alone(cands)
+        sens = [self.sensitivity(p.metrics) for p in alone]
+        saving = [1.0 - 1.0 / p.speedup for p in alone]
+        order = sorted(
+            range(len(cands)), key=lambda i: (-saving[i] / max(sens[i], MIN_SENSITIVITY), i)
+        )
+        keep = {k for k in (self.first_step(w) for w in self.search.windows) if k is not None}
+        keep |= {self.first_step(iv.window) for iv in cands}  # type: ignore[arg-type]
+        current = _State((), base_point, {k: self.baseline.xs[k] for k in keep})
+        path: list[PathStep] = []
+        trials = 0
+        queue = list(order)
+        while queue:
+            # The next candidates in order, up to `lookahead` of them to measure against the
+            # current variant, and the ones skipped between them. Every decision after an
+            # acceptance is taken again against the new current variant.
+            considered: list[tuple[int, Outcome | None]] = []
+            measured = 0
+            while queue and measured < max(1, self.options.lookahead):
+                if self.options.max_trials is not None and trials + measured >= self.options.max_trials:
+                    break
+                i = queue.pop(0)
+                outcome = self.skip(current, cands[i], alone[i])
+                considered.append((i, outcome))
+                measured += outcome is None
+            group = [i for i, outcome in considered if outcome is None]
+            images: list[torch.Tensor] = []
+            kept: list[dict[int, torch.Tensor]] = []
+            start = 0
+            if group:
+                combos = [
+                    Variant(self.search.name, (*current.interventions, cands[i]), "search")
+                    for i in group
+                ]
+                start = min(self.resume_step(current.interventions, [cands[i]]) for i in group)
+                mode: Mode = "accelerate" if len(group) == 1 else "measure"
+                images, kept = self.run_from(combos, start, current.xs[start], keep, mode)
+            pos = 0
+            for n, (i, outcome) in enumerate(considered):
+                if outcome is not None:
+                    path.append(PathStep(cands[i], outcome, alone[i], sens[i], saving[i], None))
+                    continue
+                trials += 1
+                ivs = (*current.interventions, cands[i])
+                p = self.point(f"+ {cands[i].label()}", "combination", ivs, images[pos])
+                accepted = p.feasible and p.speedup > current.point.speedup
+                path.append(PathStep(cands[i], "accepted" if accepted else "rejected", alone[i],
+                                     sens[i], saving[i], p))
+                if accepted:
+                    xs = {k: (current.xs[k] if k < start else kept[pos][k]) for k in keep}
+                    current = _State(ivs, p, xs)
+                    queue = [j for j, _ in considered[n + 1 :]] + queue
+                    break
+                pos += 1
+            if not group and self.options.max_trials is not None and trials >= self.options.max_trials:
+                break
+        best_point = current.point
+        for p in self.points:  # a candidate alone may beat the greedy's combination
+            if p.feasible and p.speedup > best_point.speedup:
+                best_point = p
+        best = Point(self.search.name, best_point.kind, best_point.interventions,
+                     best_point.speedup, best_point.metrics, best_point.feasible)
+        pareto = {c.metric: pareto_front(self.points, c.metric) for c in self.search.constraints}
+        return SearchResult(
+            search=self.search,
+            baseline_metrics=dict(self.base_metrics),
+            bounds=self.bounds,
+            best=best,
+            path=tuple(path),
+            points=tuple(self.points),
+            pareto=pareto,
+            candidates=counts,
+            evaluations=self.ex.evaluations - evals,
+            seconds=time.perf_counter() - started,
+        )
+
+    def skip(self, current: _State, iv: Intervention, alone: Point) -> Outcome | None:
+        """Why ``iv`` is not worth measuring with the current variant, or None."""
+        if not alone.feasible:
+            return "infeasible alone"
+        if conflicts(current.interventions, iv):
+            return "conflict"
+        if self.speedup((*current.interventions, iv)) <= current.point.speedup * (1 + 1e-9):
+            return "no gain"
+        return None
+
+
+def run_search(
+    search: Search,
+    executor: Executor,
+    baseline: Trajectory,
+    measure: Measure,
+    flops: FlopCounter,
+    options: SearchOptions = SearchOptions(),
+    on_step: Callable[[str, int, int], None] | None = None,
+) -> SearchResult:
+    """Run one ``search`` on ``executor`` (its setup, programs and device), against
+    the ``baseline`` trajectory already computed. ``on_step(phase, done, total)`` reports
+    progress ("candidates", then "combinations" once per sampler step of each measurement)."""
+    return _Search(search, executor, baseline, measure, flops, options, on_step).run()
+
+
+def run_searches(
+    plan: Plan,
+    executor: Executor,
+    baseline: Trajectory,
+    measure: Measure,
+    flops: FlopCounter,
+    options: SearchOptions,
+    console: Console | None = None,
+) -> tuple[list[SearchResult], list[Samples]]:
+    """Every search of ``plan``, with a progress bar each; returns the results and the samples
+    of each best variant, run once more from the baseline's prefix in ``options.mode`` (one
+    variant, as ``ablang run`` times every variant), for its images and wall time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    found, samples = [], []
+    for search in plan.searches:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True,
+        ) as progress:
+            task = progress.add_task(f"search {search.name}", total=None)
+
+            def on_step(phase: str, done: int, total: int, task=task, name=search.name) -> None:
+                progress.update(task, description=f"search {name}: {phase}", completed=done, total=total)
+
+            result = run_search(search, executor, baseline, measure, flops, options, on_step)
+        found.append(result)
+        best = result.best_variant()
+        if best.interventions:
+            (s,) = executor.run_batch([best], baseline, options.mode)
+        else:
+            s = Samples(best.name, baseline.xs[-1], 0, baseline.seconds, 0)
+        samples.append(s)
+        if console is not None:
+            console.print(
+                f"search {search.name}: {result.best.speedup:.2f}x FLOP speedup with "
+                f"{len(best.interventions)} interventions, after {len(result.points) - 1} "
+                f"measurements in {result.seconds:.0f} s"
+                + ("" if result.best.feasible else " (the baseline itself breaks a bound)")
+            )
+    return found, samples

@@ -1,0 +1,187 @@
+"""emit: the generated sampler gives the executor's images, reads as its golden file, runs without
+ablang's compiler, and is lint-clean.
+
+The emitted programs are the accelerate-mode graphs written out as Python, and its loop makes the
+same noise and takes the same steps as the executor, so its images equal the executor's exactly
+(``torch.equal``), in accelerate mode and in measure mode (one variant per batch).
+
+Golden file: ``tests/fixtures/emit/cache_drop_ddim.py``. It depends on torch.fx's code
+generation, ruff's formatting and ablang's version; after an intended change, regenerate it with
+``pytest tests/test_emit.py --update-golden`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ablang
+from ablang.compile import ProgramCache
+from ablang.diffusion import Diffusion
+from ablang.emit import emit_sampler, emit_source, format_source
+from ablang.execute import Executor, make_setup
+from ablang.plan import Intervention, Window
+
+from conftest import make_plan, t_window, variant
+
+GOLDEN = Path(__file__).parent / "fixtures" / "emit"
+REPO = Path(__file__).resolve().parent.parent
+STEPS = 8
+
+CACHE = variant("deep_cache", Intervention("cache", "dec[3]", t_window(0, 1000), every=2))
+DROP = variant("drop_block", Intervention("drop", "enc[5]", t_window(0, 600)))
+MIX = variant(
+    "mix",
+    Intervention("cache", "dec[1]", t_window(0, 800), every=3),
+    Intervention("drop", "skip[2]", t_window(0, 400)),
+    Intervention("scale", "mid", Window("step", 0, 3), factor=0.8),
+)
+
+
+def load(path: Path, name: str = "emitted"):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def executor_images(model, plan, v):
+    """The executor's images of ``v`` in accelerate and in measure mode."""
+    diffusion = Diffusion(model.diffusion, plan.sampler.steps)
+    ex = Executor(model, diffusion, make_setup(plan, model, diffusion), torch.device("cpu"))
+    base = ex.baseline()
+    (fast,) = ex.run_batch([v], base, "accelerate")
+    (masked,) = ex.run_batch([v], base, "measure")
+    return fast.images, masked.images, base.xs[-1], ex.programs
+
+
+@pytest.mark.parametrize("sampler, eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.5)])
+@pytest.mark.parametrize("v", [CACHE, DROP, MIX], ids=lambda v: v.name)
+def test_emitted_sampler_reproduces_the_executor(random_model, tmp_path, v, sampler, eta):
+    plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=2)  # 2 prompts x 2 = 4 images
+    fast, masked, baseline, programs = executor_images(random_model, plan, v)
+    path = emit_sampler(plan, v, random_model, tmp_path / "fast.py", programs)
+    module = load(path)
+    got = module.sample(n=2, prompts=["3", "7"], seed=0)  # loads the fixture's weights file
+    assert got.shape == (4, 1, 32, 32)
+    assert torch.equal(got, fast) and torch.equal(got, masked), (got - fast).abs().max().item()
+    assert (got - baseline).abs().max() > 1e-5  # the shortcuts are really in it
+    assert module.PROGRAM_OF_STEP[0] == 0 and len(module.PROGRAM_OF_STEP) == STEPS
+
+
+def test_emitted_baseline_is_the_plain_model(random_model, tmp_path):
+    plan = make_plan(steps=STEPS)
+    _, _, baseline, programs = executor_images(random_model, plan, plan.baseline)
+    module = load(emit_sampler(plan, plan.baseline, random_model, tmp_path / "base.py", programs))
+    assert [f.__name__ for f in module.PROGRAMS] == ["unet_full"]
+    assert torch.equal(module.sample(n=2, prompts=["3", "7"]), baseline)
+
+
+# --------------------------------------------------------------------------- golden text
+
+
+def test_emitted_source_matches_its_golden_file(random_model, update_golden):
+    """A small variant (ddim 4 steps; a cache and a skip drop: three programs), emitted with
+    fixed inputs so that the text does not depend on where the tests run."""
+    model = dataclasses.replace(
+        random_model,
+        checksum="0" * 64,
+        emit={**random_model.emit, "weights": "weights/random_tiny.pt"},
+    )
+    v = variant(
+        "cache_drop",
+        Intervention("cache", "dec[3]", t_window(0, 700), every=2),
+        Intervention("drop", "skip[6]", t_window(700, 1000)),
+    )
+    plan = dataclasses.replace(make_plan(v, steps=4, kind="ddim"), source="studies/golden.abl", title="golden")
+    text = format_source(emit_source(plan, v, model, ProgramCache(model.traced)))
+    golden = GOLDEN / "cache_drop_ddim.py"
+    if update_golden:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    expected = golden.read_text(encoding="utf-8")
+    if text != expected:
+        diff = "".join(list(difflib.unified_diff(
+            expected.splitlines(True), text.splitlines(True), str(golden), "emitted"))[:80])
+        pytest.fail(f"the emitted source differs from {golden.name} "
+                    f"(regenerate: pytest tests/test_emit.py --update-golden):\n{diff}")
+    assert text.startswith(f'"""Accelerated sampler generated by ablang {ablang.__version__}.')
+    assert "variant: cache_drop" in text and "def unet_cache_dec3_reuse(m, " in text
+
+
+# --------------------------------------------------------------------------- standalone
+
+# Runs in a fresh interpreter: hides the installed ablang (editable finder, repo paths), puts a
+# directory holding only ablang/__init__.py, ablang/models/__init__.py and tiny_unet.py first,
+# runs the emitted sampler and reports which ablang modules were imported.
+CHILD = r'''
+import importlib.util, json, sys
+from pathlib import Path
+
+root, emitted, out = sys.argv[1:4]
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+sys.path[:] = [p for p in sys.path if p and "__editable__" not in p and not (Path(p) / "ablang").exists()]
+sys.path.insert(0, root)
+sys.path_importer_cache.clear()
+assert importlib.util.find_spec("ablang.compile") is None, "the compiler is still importable"
+
+spec = importlib.util.spec_from_file_location("emitted", emitted)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+import torch
+torch.save(module.sample(n=1, prompts=["3", "7"], seed=0), out)
+print(json.dumps({
+    "modules": sorted(m for m in sys.modules if m == "ablang" or m.startswith("ablang.")),
+    "tiny_unet": sys.modules["ablang.models.tiny_unet"].__file__,
+}))
+'''
+
+
+def test_emitted_sampler_runs_without_ablangs_compiler(random_model, tmp_path):
+    plan = make_plan(MIX, steps=STEPS, samples=1)  # 2 images
+    fast, _, _, programs = executor_images(random_model, plan, MIX)
+    path = emit_sampler(plan, MIX, random_model, tmp_path / "fast.py", programs)
+
+    text = path.read_text(encoding="utf-8")
+    imports = re.findall(r"^\s*((?:import|from)\s+ablang\b.*)$", text, re.M)
+    assert imports == ["from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig"]
+
+    root = tmp_path / "minimal"
+    (root / "ablang" / "models").mkdir(parents=True)
+    (root / "ablang" / "__init__.py").write_text("")
+    (root / "ablang" / "models" / "__init__.py").write_text("")
+    shutil.copy(REPO / "ablang" / "models" / "tiny_unet.py", root / "ablang" / "models" / "tiny_unet.py")
+    child = tmp_path / "child.py"
+    child.write_text(CHILD)
+    out = tmp_path / "images.pt"
+    done = subprocess.run(
+        [sys.executable, "-I", str(child), str(root), str(path), str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["modules"] == ["ablang", "ablang.models", "ablang.models.tiny_unet"]
+    assert Path(report["tiny_unet"]).resolve() == (root / "ablang" / "models" / "tiny_unet.py").resolve()
+    assert torch.equal(torch.load(out, weights_only=True), fast)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
+def test_emitted_sampler_is_lint_clean(random_model, tmp_path):
+    plan = make_plan(MIX, steps=STEPS, samples=1)
+    path = emit_sampler(plan, MIX, random_model, tmp_path / "fast.py")
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(REPO / "pyproject.toml"), str(path)],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

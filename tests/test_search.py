@@ -1,0 +1,243 @@
+"""search: bounds and sensitivities on known numbers, the Pareto front, and whole searches on the
+random-weight model (6 steps, one sample of two digits): every point marked feasible keeps every
+bound, the best is feasible and the fastest feasible point, the greedy's combinations are exact
+(a full re-run of the best gives its numbers), and the same plan twice gives the same search.
+
+The random-weight model changes its images only a little (mse ~1e-7..1e-6), so the bounds here
+are tight ones, chosen so that some candidates break them alone and some combinations too."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+
+import pytest
+import torch
+from rich.console import Console
+
+from ablang.compile import schedule
+from ablang.cost import FlopCounter
+from ablang.diffusion import Diffusion
+from ablang.execute import Executor, make_setup
+from ablang.measure import Measure
+from ablang.models import tiny
+from ablang.plan import Constraint, Intervention, Search, Window
+from ablang.report import save_search_png, search_table
+from ablang.search import (
+    Point,
+    SearchOptions,
+    bound,
+    conflicts,
+    holds,
+    overlaps,
+    pareto_front,
+    run_search,
+    slack_used,
+)
+
+from conftest import make_plan, t_window
+
+CPU = torch.device("cpu")
+HALVES = (t_window(0, 500), t_window(500, 1000))
+SEARCH = Search(
+    "search",
+    "speedup",
+    (Constraint("mse", "<=", 1e-6), Constraint("fid", "<=", 0.01, relative=True)),
+    ("drop", "cache"),
+    ("enc[0]", "enc[3]", "mid", "dec[5]", "dec[6]", "skip[2]"),
+    HALVES,
+    2,
+)
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def test_a_relative_bound_moves_the_baseline_by_a_share_of_its_size():
+    assert bound(Constraint("fid", "<=", 10.0, relative=True), 20.0) == pytest.approx(22.0)
+    assert bound(Constraint("accuracy", ">=", -2.0, relative=True), 0.5) == pytest.approx(0.49)
+    # a negative baseline (kid can be) still moves up for +P%
+    assert bound(Constraint("kid", "<=", 10.0, relative=True), -0.02) == pytest.approx(-0.018)
+    assert bound(Constraint("ssim", ">=", 0.9), 1.0) == 0.9
+
+
+@pytest.mark.parametrize(
+    ("cmp", "value", "limit", "ok"),
+    [(">=", 0.9, 0.9, True), (">", 0.9, 0.9, False), ("<=", 1.0, 1.0, True), ("<", 1.0, 1.0, False),
+     (">=", math.nan, 0.0, False), ("<=", math.inf, 1.0, False)],
+)
+def test_holds(cmp, value, limit, ok):
+    assert holds(cmp, value, limit) is ok
+
+
+def test_slack_used_is_zero_at_the_baseline_and_one_at_the_bound():
+    assert slack_used(">=", 1.0, 1.0, 0.9) == 0.0
+    assert slack_used(">=", 0.95, 1.0, 0.9) == pytest.approx(0.5)
+    assert slack_used(">=", 0.9, 1.0, 0.9) == pytest.approx(1.0)
+    assert slack_used("<=", 33.0, 30.0, 33.0) == pytest.approx(1.0)
+    assert slack_used("<=", 25.0, 30.0, 33.0) == 0.0  # better than the baseline
+    assert slack_used(">=", 60.0, math.inf, 30.0) == pytest.approx(0.5)  # psnr of the baseline
+    assert slack_used("<=", math.nan, 0.0, 1.0) == math.inf
+
+
+def test_overlap_and_conflict():
+    a, b = t_window(0, 500), t_window(500, 1000)
+    assert not overlaps(a, b) and overlaps(a, t_window(400, 600)) and overlaps(a, Window())
+    assert overlaps(t_window(0, 500, inclusive=True), b)
+    ivs = (Intervention("drop", "dec[5]", a),)
+    assert conflicts(ivs, Intervention("cache", "dec[5]", a, every=2))
+    assert not conflicts(ivs, Intervention("cache", "dec[5]", b, every=2))
+    assert not conflicts(ivs, Intervention("drop", "dec[6]", a))
+
+
+def test_pareto_front():
+    pts = [
+        Point("a", "single", (), 1.0, {"ssim": 1.0, "fid": 10.0}, True),
+        Point("b", "single", (), 1.5, {"ssim": 0.9, "fid": 12.0}, True),
+        Point("c", "single", (), 1.4, {"ssim": 0.8, "fid": 11.0}, True),  # beaten on ssim by b
+        Point("d", "single", (), 2.0, {"ssim": 0.5, "fid": 30.0}, False),
+        Point("e", "single", (), 1.5, {"ssim": 0.9, "fid": 12.0}, True),  # a tie with b: b stays
+    ]
+    assert pareto_front(pts, "ssim") == (0, 1, 3)
+    assert pareto_front(pts, "fid") == (0, 2, 1, 3)  # lower is better for fid
+
+
+# --------------------------------------------------------------------------- whole searches
+
+
+@pytest.fixture(scope="module")
+def setting(random_model):
+    """An executor, baseline, metrics and FLOP counter for the random model; fid from the
+    shipped digit classifier's features."""
+    model = dataclasses.replace(
+        random_model, features=tiny.features, reference_features=tiny.reference_features
+    )
+    plan = dataclasses.replace(make_plan(steps=6, samples=1), metrics=("mse", "ssim", "fid"))
+    diffusion = Diffusion(model.diffusion, plan.sampler.steps)
+    ex = Executor(model, diffusion, make_setup(plan, model, diffusion), CPU)
+    baseline = ex.baseline()
+    measure = Measure(plan.metrics, model, baseline.xs[-1], ex.setup.prompts)
+    flops = FlopCounter(model, ex.programs, ex.doubled)
+    return ex, baseline, measure, flops
+
+
+def search(setting, s=SEARCH, **options):
+    ex, baseline, measure, flops = setting
+    return run_search(s, ex, baseline, measure, flops, SearchOptions(batch=4, **options))
+
+
+@pytest.fixture(scope="module")
+def found(setting):
+    return search(setting)
+
+
+def keeps_bounds(result, metrics: dict) -> bool:
+    return all(
+        holds(c.cmp, metrics[c.metric], b) for c, b in zip(result.search.constraints, result.bounds)
+    )
+
+
+def test_every_feasible_point_keeps_every_bound(found):
+    assert found.points[0].kind == "baseline" and found.points[0].feasible
+    assert any(p.feasible for p in found.points[1:]) and any(not p.feasible for p in found.points)
+    for p in found.points:
+        assert p.feasible == keeps_bounds(found, p.metrics), p.label
+    assert found.bounds[0] == 1e-6
+    base_fid = found.baseline_metrics["fid"]
+    assert found.bounds[1] == pytest.approx(base_fid * 1.0001)
+
+
+def test_the_best_is_feasible_and_the_fastest_feasible_point(found):
+    best = found.best
+    assert best.label == "search" and best.feasible and keeps_bounds(found, best.metrics)
+    assert best.speedup > 1.2
+    assert best.speedup == max(p.speedup for p in found.points if p.feasible)
+    assert found.best_variant().name == "search" and found.best_variant().origin == "search"
+
+
+def test_the_path_only_accepts_feasible_faster_combinations(found):
+    outcomes = {p.outcome for p in found.path}
+    assert {"accepted", "infeasible alone", "conflict"} <= outcomes
+    speed = 1.0
+    for step in found.path:
+        if step.outcome in ("accepted", "rejected"):
+            assert step.combined is not None
+        else:
+            assert step.combined is None
+        if step.outcome == "accepted":
+            assert step.combined.feasible and step.combined.speedup > speed
+            speed = step.combined.speedup
+        if step.outcome == "infeasible alone":
+            assert not step.alone.feasible
+    accepted = [s.candidate for s in found.path if s.outcome == "accepted"]
+    assert found.best.interventions == tuple(accepted)
+    # drop of enc[0] has no meaning (a conv_in); drop/cache of a skip saves nothing
+    labels = {s.candidate.label() for s in found.path}
+    assert not any("enc[0]" in lb and lb.startswith("drop") for lb in labels)
+    assert not any("skip[2]" in lb for lb in labels)
+    assert found.candidates["not droppable"] == 2 and found.candidates["measured"] == len(found.path)
+
+
+def test_the_best_measured_from_its_own_start_matches_a_full_run(setting, found):
+    """The greedy measured the best from the previous variant's state; a full run from x_T with
+    the best's own rules must give the same numbers."""
+    ex, baseline, measure, flops = setting
+    sched = schedule(found.best_variant(), list(ex.setup.steps))
+    x, cache = ex.x_T.clone(), {}
+    with torch.no_grad():
+        for step in ex.setup.steps:
+            x = ex.forward(x, step, [sched.per_step[step.index]], [cache], "accelerate")
+    again = measure.metrics(x)
+    for m, v in found.best.metrics.items():
+        assert again[m] == pytest.approx(v, rel=1e-4, abs=1e-9), m
+
+
+def test_the_same_search_twice_gives_the_same_path_and_best(setting, found):
+    again = search(setting)
+    one, two = found.to_json(), again.to_json()
+    one.pop("seconds"), two.pop("seconds")
+    assert one == two
+
+
+def test_lookahead_measures_more_but_decides_the_same(setting, found):
+    ahead = search(setting, lookahead=3)
+    assert [(s.candidate, s.outcome) for s in ahead.path] == [
+        (s.candidate, s.outcome) for s in found.path
+    ]
+    assert ahead.best.interventions == found.best.interventions
+    for a, b in zip(ahead.path, found.path):
+        if a.combined:
+            for m in a.combined.metrics:
+                assert a.combined.metrics[m] == pytest.approx(b.combined.metrics[m], rel=1e-4, abs=1e-9)
+
+
+def test_max_trials_stops_the_greedy(setting):
+    short = search(setting, max_trials=2)
+    assert sum(s.combined is not None for s in short.path) == 2
+    assert short.best.feasible
+
+
+def test_an_unreachable_bound_leaves_the_baseline(setting):
+    s = dataclasses.replace(SEARCH, constraints=(Constraint("mse", "<", 0.0),))
+    none = search(setting, s)
+    assert not none.best.interventions and none.best.speedup == 1.0
+    assert not none.best.feasible  # mse < 0 does not hold for the baseline either
+    assert all(not p.feasible for p in none.points)
+
+
+def test_results_json_table_and_plot(found, tmp_path):
+    doc = json.loads(json.dumps(found.to_json(), allow_nan=False))
+    assert {"name", "objective", "constraints", "best", "path", "pareto"} <= set(doc)
+    assert doc["best"]["name"] == "search" and doc["best"]["speedup"] == found.best.speedup
+    assert [c["bound"] for c in doc["constraints"]] == list(found.bounds)
+    assert set(doc["pareto"]) == {"mse", "fid"}
+    for point in doc["pareto"]["mse"]:
+        assert doc["points"][point["point"]]["label"] == point["label"]
+    console = Console(file=io.StringIO(), width=160)
+    console.print(search_table(found))
+    text = console.file.getvalue()
+    assert "accepted" in text and "best:" in text
+    png = save_search_png(found, tmp_path / "search_search.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
