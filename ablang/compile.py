@@ -124,6 +124,7 @@ class Site:
     component: str
     node: fx.Node  # block node, or the cat node for a skip
     pos: int | None = None  # skip: position in the cat's list
+    original: fx.Node | None = None  # the value before any rewrite (it carries the shape)
 
     @property
     def value(self) -> fx.Node:
@@ -208,7 +209,7 @@ def rewrite_zero(ctx: RewriteContext, site: Site, rule: Rule) -> None:
     """``zero C``: C's output is replaced by zeros of the same shape."""
     consumers = site.consumers()
     with _after(ctx.graph, site.value if site.pos is None else site.node.prev):
-        new = _zeros_like(ctx, site.value)
+        new = _zeros_like(ctx, site.original or site.value)
     _apply(ctx, site, new, consumers)
 
 
@@ -288,9 +289,9 @@ def _sites(gm: fx.GraphModule) -> dict[str, Site]:
     sites: dict[str, Site] = {}
     for node in gm.graph.nodes:
         if "ablang" in node.meta:
-            sites[node.meta["ablang"]] = Site(node.meta["ablang"], node)
+            sites[node.meta["ablang"]] = Site(node.meta["ablang"], node, None, node)
         for skip, pos in node.meta.get("ablang_skips", {}).items():
-            sites[skip] = Site(skip, node, pos)
+            sites[skip] = Site(skip, node, pos, node.args[0][pos])
     return sites
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_plan, t_window, variant
 
 from ablang.compile import Rule, schedule
 from ablang.diffusion import Diffusion
 from ablang.execute import Executor, make_setup
 from ablang.plan import Intervention, Window
-
-from conftest import make_plan, t_window, variant
 
 STEPS = 8  # t = 999, 856, 714, 571, 428, 285, 142, 0
 ULPS = 4 * torch.finfo(torch.float32).eps  # batched measure mode vs accelerate mode
@@ -30,9 +29,9 @@ KINDS = {"enc": "enc[3]", "mid": "mid", "dec": "dec[2]", "skip": "skip[4]"}
 OPS = ("drop", "zero", "scale", "cache")
 
 
-def one(op: str, component: str, window: Window = t_window(0, 800)) -> Intervention:
-    """``op component`` in ``window`` (scale by 0.7, cache every 2): active from step 2 on."""
-    return Intervention(op, component, window, factor=0.7 if op == "scale" else None,
+def one(op: str, component: str) -> Intervention:
+    """``op component for t in 0..800`` (scale by 0.7, cache every 2): active from step 2 on."""
+    return Intervention(op, component, t_window(0, 800), factor=0.7 if op == "scale" else None,
                         every=2 if op == "cache" else None)
 
 

@@ -56,14 +56,7 @@ def test_check_exit_codes(capsys, tmp_path):
     assert "cannot read" in capsys.readouterr().err
 
 
-@pytest.fixture
-def real_tables(monkeypatch):
-    """``ablang inspect`` binds ``component_table`` when first imported; if that happened while
-    another test had patched ``ablang.models.component_table`` (test_check does), undo it."""
-    monkeypatch.setattr(ablang.commands.inspect, "component_table", ablang.models.component_table)
-
-
-def test_inspect_tiny_json(capsys, real_tables):
+def test_inspect_tiny_json(capsys):
     assert cli.main(["inspect", "tiny", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["model"] == "tiny" and table["num_timesteps"] == 1000
@@ -72,7 +65,7 @@ def test_inspect_tiny_json(capsys, real_tables):
     assert [c["feeds"] for c in skips] == [f"dec[{7 - i}]" for i in range(8)]
 
 
-def test_inspect_an_unknown_model_exits_2(capsys, real_tables):
+def test_inspect_an_unknown_model_exits_2(capsys):
     assert cli.main(["inspect", "nosuchmodel"]) == 2
     assert capsys.readouterr().err
 

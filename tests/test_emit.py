@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_plan, t_window, variant
 
 import ablang
 from ablang.compile import ProgramCache
@@ -31,8 +32,6 @@ from ablang.diffusion import Diffusion
 from ablang.emit import emit_sampler, emit_source, format_source
 from ablang.execute import Executor, make_setup
 from ablang.plan import Intervention, Window
-
-from conftest import make_plan, t_window, variant
 
 GOLDEN = Path(__file__).parent / "fixtures" / "emit"
 REPO = Path(__file__).resolve().parent.parent
@@ -154,7 +153,7 @@ def test_emitted_sampler_runs_without_ablangs_compiler(random_model, tmp_path):
     path = emit_sampler(plan, MIX, random_model, tmp_path / "fast.py", programs)
 
     text = path.read_text(encoding="utf-8")
-    imports = re.findall(r"^\s*((?:import|from)\s+ablang\b.*)$", text, re.M)
+    imports = re.findall(r"^\s*((?:import|from)\s+ablang\b.*)$", text, re.MULTILINE)
     assert imports == ["from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig"]
 
     root = tmp_path / "minimal"
@@ -167,7 +166,7 @@ def test_emitted_sampler_runs_without_ablangs_compiler(random_model, tmp_path):
     out = tmp_path / "images.pt"
     done = subprocess.run(
         [sys.executable, "-I", str(child), str(root), str(path), str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -182,6 +181,54 @@ def test_emitted_sampler_is_lint_clean(random_model, tmp_path):
     path = emit_sampler(plan, MIX, random_model, tmp_path / "fast.py")
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(REPO / "pyproject.toml"), str(path)],
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- ablang emit
+
+STUDY = """\
+model tiny
+sampler ddim steps 6 guidance 2.0
+samples 1
+prompts "3"
+variant fast {
+    cache dec[5] every 2
+}
+drop mid for t in 0..300
+"""
+
+
+def test_emit_command_writes_a_runnable_sampler(tmp_path, capsys):
+    from ablang.cli import main
+
+    study = tmp_path / "s.abl"
+    study.write_text(STUDY)
+    out = tmp_path / "fast.py"
+    assert main(["emit", str(study), "fast", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed
+    speedup = float(re.search(r"FLOP-bound speedup (\d+\.\d+)x", printed).group(1))
+    assert 1.2 < speedup < 2.0  # dec[5] and all under it skipped on 2 of 6 steps
+    done = subprocess.run(
+        [sys.executable, str(out), "--n", "1", "--prompts", "3,7", "-o", str(tmp_path / "grid.png")],
+        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 images" in done.stdout and (tmp_path / "grid.png").exists()
+
+
+def test_emit_command_errors(tmp_path, capsys):
+    from ablang.cli import main
+
+    study = tmp_path / "s.abl"
+    study.write_text(STUDY)
+    assert main(["emit", str(study), "fsat", "-o", str(tmp_path / "x.py")]) == 2
+    err = capsys.readouterr().err
+    assert "no variant `fsat`; it has: baseline, fast" in err and "did you mean fast?" in err
+    assert not (tmp_path / "x.py").exists()
+
+    study.write_text(STUDY.replace("dec[5]", "dec[55]"))
+    assert main(["emit", str(study), "fast", "-o", str(tmp_path / "x.py")]) == 2
+    assert "dec[55]" in capsys.readouterr().err

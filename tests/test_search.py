@@ -15,6 +15,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_plan, t_window
 from rich.console import Console
 
 from ablang.compile import schedule
@@ -36,8 +37,6 @@ from ablang.search import (
     run_search,
     slack_used,
 )
-
-from conftest import make_plan, t_window
 
 CPU = torch.device("cpu")
 HALVES = (t_window(0, 500), t_window(500, 1000))
@@ -183,7 +182,7 @@ def test_the_path_only_accepts_feasible_faster_combinations(found):
 def test_the_best_measured_from_its_own_start_matches_a_full_run(setting, found):
     """The greedy measured the best from the previous variant's state; a full run from x_T with
     the best's own rules must give the same numbers."""
-    ex, baseline, measure, flops = setting
+    ex, _, measure, _ = setting
     sched = schedule(found.best_variant(), list(ex.setup.steps))
     x, cache = ex.x_T.clone(), {}
     with torch.no_grad():
