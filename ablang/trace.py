@@ -14,6 +14,7 @@ with the eager model and is never used to modify it.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -89,7 +90,9 @@ def trace(
     extra_leaves: tuple[type, ...] = (),
 ) -> fx.GraphModule:
     tracer = LeafTracer(is_block, extra_leaves)
-    graph = tracer.trace(model, concrete_args=concrete_args)
+    # fx stores the tensors it captures as constants on the root it traces; a shallow copy
+    # takes them, so the user's model object is left exactly as it was (parameters are shared)
+    graph = tracer.trace(copy.copy(model), concrete_args=concrete_args)
     if concrete_args:
         _drop_specialised_inputs(graph)
     for node in graph.nodes:
