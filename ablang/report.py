@@ -399,6 +399,8 @@ def search_table(result) -> Table:
     caption = f"{result.candidates['measured']} candidates measured alone"
     if skipped:
         caption += "; skipped: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
+    if result.redundant:
+        caption += f"; {len(result.redundant)} accepted ones left out of the best (they change nothing)"
     table = Table(title=f"search {s.name}: speedup where {bounds}", title_style="bold",
                   caption=caption)
     table.add_column("#", justify="right")
@@ -478,7 +480,10 @@ def save_search_png(result, path: str | Path) -> Path:
         ax.set_ylabel(c.metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"search {result.search.name}", fontsize=10)
+    fig.suptitle(
+        f"search {result.search.name}: every measured variant, FLOP speedup against each bound",
+        fontsize=10,
+    )
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

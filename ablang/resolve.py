@@ -132,7 +132,7 @@ class _Resolver:
         self.steps = sampler.steps
         metrics = self.metrics(settings.get("metrics"), settings.get("model"))
         variants, sweeps, searches = self.variants(metrics)
-        emits = self.emits(variants)
+        emits = self.emits(variants, searches)
         title = settings["study"].title.value if "study" in settings else ""
         return Plan(
             model=model or ModelSpec("tiny"),
@@ -804,6 +804,14 @@ class _Resolver:
                         )
                     else:
                         searches.append(search)
+        for search in searches:  # `emit ... from NAME` must know which one NAME means
+            if search.name in names:
+                self.error(
+                    f"`{search.name}` names both a variant and a search",
+                    search.span,
+                    "duplicate-search",
+                    hint="give the search its own name: `search NAME speedup where ...`",
+                )
         return tuple(variants), tuple(sweeps), tuple(searches)
 
     def bare_name(self, stmt: ast.Intervention, ivs: list[Intervention]) -> str:
@@ -933,8 +941,10 @@ class _Resolver:
                 return None
         return Constraint(name, c.cmp, value, c.percent, span=c.span)
 
-    def emits(self, variants: tuple[Variant, ...]) -> tuple[Emit, ...]:
+    def emits(self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()) -> tuple[Emit, ...]:
+        # a search's name stands for its best variant, known once the run has searched
         named = [v.name for v in variants if v.origin in ("baseline", "variant")]
+        named += [s.name for s in searches]
         out: list[Emit] = []
         paths: dict[str, Span] = {}
         for stmt in self.study.statements:
@@ -947,7 +957,7 @@ class _Resolver:
                     stmt.variant.span,
                     "unknown-variant",
                     hint=did_you_mean(name, named)
-                    or "emit takes the name of a `variant NAME { ... }` block",
+                    or "emit takes the name of a `variant NAME { ... }` block or of a search",
                 )
             elif not path.strip():
                 self.error(

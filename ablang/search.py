@@ -5,8 +5,9 @@
 variants, on the same executor, baseline and metrics::
 
     ops x components x windows ──prune──▶ candidates ──measure alone──▶ saving, sensitivity
-        (one intervention each)   (no FLOP      (batched measure mode,      │
-                                   saving)       baseline prefix shared)    ▼
+        (one intervention each)   (saving under (batched measure mode,      │
+                                   0.1%, or no   baseline prefix shared)    ▼
+                                   meaning)
                                         greedy: best saving/sensitivity first; each one added to
                                         the current variant is re-measured with it; kept when every
                                         bound holds and the speedup rises
@@ -27,6 +28,11 @@ variants, on the same executor, baseline and metrics::
 - A combination is measured from the current variant's own state at the step where it first
   differs from it (the current variant's prefix is shared, as the baseline's is for single
   variants), so every accepted step is a real, complete measurement of the combined variant.
+  One combination at a time runs the accelerate programs (its shortcuts really save time);
+  ``lookahead`` > 1 measures several as chunks of one batch (measure mode), for GPUs.
+- The best variant is the fastest feasible point measured (the greedy's last accepted variant,
+  unless a candidate alone beats it), less the interventions that cannot change its images
+  (a cache of a block that a later block's cache makes dead at the same steps), in schedule order.
 - Nothing is random: the same plan on the same machine gives the same path and best variant.
 """
 
@@ -60,7 +66,8 @@ MIN_SENSITIVITY = 1e-3
 class SearchOptions:
     """How a search spends its measurements; none of these changes what a measurement means."""
 
-    mode: Mode = "measure"  # candidates alone: "measure" batches them, "accelerate" runs one by one
+    # candidates alone: "measure" batches them, "accelerate" runs them one by one
+    mode: Mode = "measure"
     batch: int = 8  # measure mode: variants per batched forward
     # Combinations measured together (measure mode); the path is the same for any value, later
     # combinations of a group are simply measured again after an acceptance.
@@ -174,6 +181,8 @@ class SearchResult:
     points: tuple[Point, ...]  # everything measured: baseline, candidates alone, combinations
     pareto: dict[str, tuple[int, ...]]  # constrained metric -> indices into points, by speedup
     candidates: dict[str, int]  # how many: "grid", "not droppable", "low saving", "measured"
+    # accepted interventions left out of the best variant: they changed nothing (see simplify)
+    redundant: tuple[Intervention, ...]
     evaluations: int  # Unet image-forwards the search spent
     seconds: float
 
@@ -207,6 +216,7 @@ class SearchResult:
                 "speedup": self.best.speedup,
                 "metrics": dict(self.best.metrics),
                 "feasible": self.best.feasible,
+                "redundant": [iv.label() for iv in self.redundant],
             },
             "path": [p.to_json() for p in self.path],
             "pareto": {
@@ -468,8 +478,10 @@ class _Search:
         for p in self.points:  # a candidate alone may beat the greedy's combination
             if p.feasible and p.speedup > best_point.speedup:
                 best_point = p
-        best = Point(self.search.name, best_point.kind, best_point.interventions,
-                     best_point.speedup, best_point.metrics, best_point.feasible)
+        kept_ivs = self.simplify(best_point.interventions)
+        best = Point(self.search.name, best_point.kind, self.in_order(kept_ivs),
+                     self.speedup(kept_ivs), best_point.metrics, best_point.feasible)
+        removed = tuple(iv for iv in best_point.interventions if iv not in kept_ivs)
         pareto = {c.metric: pareto_front(self.points, c.metric) for c in self.search.constraints}
         return SearchResult(
             search=self.search,
@@ -480,9 +492,47 @@ class _Search:
             points=tuple(self.points),
             pareto=pareto,
             candidates=counts,
+            redundant=removed,
             evaluations=self.ex.evaluations - evals,
             seconds=time.perf_counter() - started,
         )
+
+    def simplify(self, ivs: tuple[Intervention, ...]) -> tuple[Intervention, ...]:
+        """``ivs`` without the interventions that cannot change the images: at every step where
+        one acts (a cache: where it reuses), its block is dead code given the others (a cache
+        of a later block reuses at the same step, say). Removing one never adds FLOPs, so the
+        speedup can only rise and the metrics stay what they were."""
+        ivs = tuple(ivs)
+        for iv in reversed(ivs):
+            others = tuple(o for o in ivs if o is not iv)
+            if self.redundant(others, iv):
+                ivs = others
+        return ivs
+
+    def redundant(self, others: tuple[Intervention, ...], iv: Intervention) -> bool:
+        if iv.op not in ("drop", "cache") or iv.component.startswith("skip"):
+            return False
+        mine = schedule(Variant("v", (iv,)), self.steps).per_step
+        rest = schedule(Variant("v", others), self.steps).per_step
+        for k, rules in enumerate(mine):
+            if not rules or any(r.phase == "compute" for r in rules):
+                continue
+            program = self.ex.programs.get(rest[k], "accelerate")
+            if any(n.meta.get("ablang") == iv.component for n in program.gm.graph.nodes):
+                return False
+        return True
+
+    def in_order(self, ivs: tuple[Intervention, ...]) -> tuple[Intervention, ...]:
+        """Interventions as a schedule reads: noisiest window first, then the search's order of
+        components and ops."""
+        comps, ops = self.search.components, self.search.ops
+
+        def key(iv: Intervention):
+            first = self.first_step(iv.window)
+            return (len(self.steps) if first is None else first, comps.index(iv.component)
+                    if iv.component in comps else len(comps), ops.index(iv.op) if iv.op in ops else 0)
+
+        return tuple(sorted(ivs, key=key))
 
     def skip(self, current: _State, iv: Intervention, alone: Point) -> Outcome | None:
         """Why ``iv`` is not worth measuring with the current variant, or None."""

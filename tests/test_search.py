@@ -29,6 +29,7 @@ from ablang.report import save_search_png, search_table
 from ablang.search import (
     Point,
     SearchOptions,
+    _Search,
     bound,
     conflicts,
     holds,
@@ -171,7 +172,8 @@ def test_the_path_only_accepts_feasible_faster_combinations(found):
         if step.outcome == "infeasible alone":
             assert not step.alone.feasible
     accepted = [s.candidate for s in found.path if s.outcome == "accepted"]
-    assert found.best.interventions == tuple(accepted)
+    assert set(found.best.interventions) | set(found.redundant) == set(accepted)
+    assert not set(found.best.interventions) & set(found.redundant)
     # drop of enc[0] has no meaning (a conv_in); drop/cache of a skip saves nothing
     labels = {s.candidate.label() for s in found.path}
     assert not any("enc[0]" in lb and lb.startswith("drop") for lb in labels)
@@ -191,6 +193,22 @@ def test_the_best_measured_from_its_own_start_matches_a_full_run(setting, found)
     again = measure.metrics(x)
     for m, v in found.best.metrics.items():
         assert again[m] == pytest.approx(v, rel=1e-4, abs=1e-9), m
+
+
+def test_an_intervention_on_a_block_that_is_dead_anyway_is_redundant(setting):
+    ex, baseline, measure, flops = setting
+    s = _Search(SEARCH, ex, baseline, measure, flops, SearchOptions(), None)
+    late = HALVES[0]
+    cache5 = Intervention("cache", "dec[5]", late, every=2)
+    # where dec[5] is reused, dec[3] feeds nothing: caching or dropping it changes nothing there
+    assert s.redundant((cache5,), Intervention("cache", "dec[3]", late, every=2))
+    assert not s.redundant((cache5,), Intervention("drop", "dec[3]", late))  # computed steps
+    assert not s.redundant((cache5,), Intervention("cache", "dec[3]", HALVES[1], every=2))
+    assert not s.redundant((cache5,), Intervention("cache", "dec[6]", late, every=2))
+    kept = s.simplify((Intervention("cache", "dec[3]", late, every=2), cache5))
+    assert kept == (cache5,)
+    assert s.in_order((cache5, Intervention("drop", "mid", HALVES[1]))) == (
+        Intervention("drop", "mid", HALVES[1]), cache5)  # the noisier window first
 
 
 def test_the_same_search_twice_gives_the_same_path_and_best(setting, found):
@@ -240,3 +258,46 @@ def test_results_json_table_and_plot(found, tmp_path):
     assert "accepted" in text and "best:" in text
     png = save_search_png(found, tmp_path / "search_search.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- in a run
+
+
+@pytest.mark.slow
+def test_a_run_searches_reports_and_emits_the_best(tmp_path):
+    """``ablang run`` on the built-in model (10 steps, one sample of two digits): the best
+    variant joins the results under the search's name, results.json has the search's outcome,
+    the Pareto plot is written, and ``emit sampler ... from search`` writes the best variant."""
+    from ablang.commands.check import check_file
+    from ablang.plan import Emit
+    from ablang.run import RunOptions, run_plan
+
+    study = tmp_path / "search.abl"
+    study.write_text(
+        "model tiny\nsampler ddpm steps 10 guidance 3.0\nsamples 1\nprompts \"3\", \"7\"\n"
+        "metrics ssim, fid\n"
+        "search speedup where ssim >= 0.5 and fid <= +50% over drop, cache every 2 of "
+        "dec[5..8] for t in 0..1000 by 500\n"
+    )
+    checked = check_file(study)
+    assert checked.plan is not None, checked.errors
+    sampler = tmp_path / "fast.py"
+    plan = dataclasses.replace(checked.plan, emits=(Emit(str(sampler), "search"),))
+    out = tmp_path / "run"
+    res = run_plan(plan, RunOptions(out=out, device="cpu"), Console(file=io.StringIO(), width=160))
+
+    (found,) = res.searches
+    best = res.variant("search")
+    assert best.origin == "search" and best.interventions == found.best.interventions
+    assert best.metrics == found.best.metrics
+    assert best.cost.flops_ratio == pytest.approx(1 / found.best.speedup)
+    doc = json.loads((out / "results.json").read_text())
+    (entry,) = doc["searches"]
+    assert entry["best"]["name"] == "search" and entry["path"] and set(entry["pareto"]) == {"ssim", "fid"}
+    assert doc["variants"][-1]["name"] == "search"
+    assert (out / "search_search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "grids" / "search.png").exists()
+    text = sampler.read_text()
+    assert "variant: search" in text
+    for iv in found.best.interventions:
+        assert iv.label() in text

@@ -74,5 +74,5 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(table_json(table), indent=2))
     else:
-        Console().print(rich_table(table))
+        Console(width=None if sys.stdout.isatty() else 150).print(rich_table(table))
     return 0
