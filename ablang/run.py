@@ -110,7 +110,9 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     baseline = journal.baseline()
     planned += 0 if baseline is not None else len(steps)
     console.print(
-        f"[bold]{plan.title or plan.source}[/]: {len(plan.variants) - 1} variants on {model.label}, "
+        f"[bold]{plan.title or plan.source}[/]: {len(plan.variants) - 1} variants"
+        + (f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}" if plan.searches else "")
+        + f" on {model.label}, "
         f"{len(setup.seeds)} images each, {plan.sampler.kind} {len(steps)} steps, guidance {setup.guidance:g}, "
         f"{options.mode} mode on {device}"
     )
