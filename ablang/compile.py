@@ -19,8 +19,9 @@ order the rules are sorted. Programs are cached per rule set (``ProgramCache``).
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import fx

@@ -30,7 +30,7 @@ from ablang.execute import make_setup
 from ablang.models.base import LoadedModel
 from ablang.plan import Plan, Variant
 
-_FREE = re.compile(r";  [\w, ]+ = None$", re.M)
+_FREE = re.compile(r";  [\w, ]+ = None$", re.MULTILINE)
 _GETATTR = re.compile(r'getattr\(([\w.\[\]]+), "(\d+)"\)')
 
 

@@ -14,8 +14,9 @@ Classifier-free guidance doubles the batch as GLIDE does: ``[chunks' cond; chunk
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 

@@ -14,9 +14,9 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
+from ablang import models
 from ablang.components import ComponentTable
 from ablang.errors import AblangError, AblangErrors, as_list, render_errors
-from ablang import models
 from ablang.parse import parse
 from ablang.plan import ModelSpec
 from ablang.resolve import model_spec
