@@ -17,8 +17,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from ablang.measure import HIGHER_IS_CLOSER, Results, format_metric
 from ablang.plan import Sweep, Window
+from ablang.results import HIGHER_IS_CLOSER, Results, format_metric
 
 # RdYlGn's ends and middle: far from the baseline -> close to it.
 _RED, _YELLOW, _GREEN = (215, 48, 39), (254, 224, 139), (26, 152, 80)

@@ -40,83 +40,15 @@ import torch.nn.functional as F
 
 from ablang.errors import AblangError
 from ablang.models.base import LoadedModel
-from ablang.plan import QUALITY_METRICS, Intervention, Plan
+from ablang.models.kinds import KINDS
+from ablang.plan import QUALITY_METRICS
+from ablang.results import DISTRIBUTION_METRICS, slug
 
-# Metrics for which a higher value means closer to the baseline (or to the reference).
-HIGHER_IS_CLOSER = frozenset({"ssim", "psnr", "accuracy"})
-# The ones computed on features against reference data.
-DISTRIBUTION_METRICS = frozenset({"fid", "kid"})
-
-DIGITS_EXTRACTOR = "ablang-digits"
+DIGITS_EXTRACTOR = str(KINDS["tiny"].feature_extractor)
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default; capped at the number of samples
 RNG_SEED = 2020  # torch-fidelity's default, fixed so kid is deterministic
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What a variant costs: Unet FLOPs per image over the whole trajectory (shared baseline
-    prefix included), their ratio to the baseline's, wall seconds of its own steps, and the
-    speedup over the baseline."""
-
-    unet_flops: float
-    flops_ratio: float
-    seconds: float
-    speedup: float
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    name: str
-    origin: str  # "baseline", "bare", "variant", "sweep", "search"
-    interventions: tuple[Intervention, ...]
-    metrics: dict[str, float]  # name -> value; psnr may be inf
-    cost: Cost
-    start_step: int  # steps before it were shared with the baseline
-    evaluations: int  # Unet image-forwards spent on it
-
-
-@dataclass(frozen=True)
-class Results:
-    """Everything ``report`` needs, and everything needed to reproduce the numbers."""
-
-    plan: Plan
-    model_label: str
-    model_checksum: str
-    timesteps: tuple[int, ...]  # in visiting order (noisy first)
-    guidance: float
-    prompts: tuple[str, ...]  # one per sample
-    seeds: tuple[int, ...]  # one per sample
-    mode: str  # "measure" or "accelerate"
-    variants: tuple[VariantResult, ...]  # baseline first
-    seconds: float  # the whole run
-    versions: dict[str, str]
-    # one ablang.search.SearchResult per search of the plan, in its order; each best variant is
-    # also in ``variants`` (origin "search", named after its search)
-    searches: tuple = ()
-
-    @property
-    def baseline(self) -> VariantResult:
-        return self.variants[0]
-
-    def variant(self, name: str) -> VariantResult:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        raise KeyError(name)
-
-
-def cost(unet_flops: float, baseline_flops: float, seconds: float, speedup: float) -> Cost:
-    """``Cost`` of a variant: ``flops_ratio = unet_flops / baseline_flops`` (1 when both are 0)."""
-    if baseline_flops:
-        ratio = unet_flops / baseline_flops
-    else:
-        ratio = 1.0 if not unet_flops else math.inf
-    return Cost(float(unet_flops), float(ratio), float(seconds), float(speedup))
 
 
 def versions() -> dict[str, str]:
@@ -133,28 +65,6 @@ def versions() -> dict[str, str]:
         "torchmetrics": torchmetrics.__version__,
         "torch-fidelity": torch_fidelity.__version__,
     }
-
-
-# ---------------------------------------------------------------------------- formatting
-
-
-def format_metric(name: str, value: float | None) -> str:
-    """A metric as reports print it: ssim 3 decimals, psnr 1, fid 2, mse 3 significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if name == "ssim":
-        return f"{value:.3f}"
-    if name == "psnr":
-        return f"{value:.1f}"
-    if name == "fid":
-        return f"{value:.2f}"
-    if name == "accuracy":
-        return f"{100 * value:.1f}%"
-    if name in ("mse", "kid"):
-        return "0" if value == 0 else (f"{value:.4f}" if abs(value) >= 1e-3 else f"{value:.2e}")
-    return f"{value:.4g}"
 
 
 # ---------------------------------------------------------------------------- feature extractors
@@ -229,10 +139,9 @@ _CLASS = None
 
 def extractor_name(model: LoadedModel) -> str:
     """``"ablang-digits"`` for the built-in model, ``"ablang-<label>"`` for others."""
-    if model.label == "tiny":
-        return DIGITS_EXTRACTOR
-    from ablang.report import slug
-
+    kind = KINDS.get(model.label)
+    if kind is not None and kind.feature_extractor:
+        return kind.feature_extractor
     return f"ablang-{slug(model.label)}"
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -33,8 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ablang.heatmap import save_heatmap_png, terminal_heatmap
-from ablang.measure import Results, VariantResult, format_metric
 from ablang.plan import Intervention, Plan, Search
+from ablang.results import Results, VariantResult, format_metric, slug
 
 RESULTS_FILE = "results.json"
 GRIDS_DIR = "grids"
@@ -43,13 +42,6 @@ SWEEP_METRICS = ("ssim", "mse", "psnr", "fid", "kid", "accuracy")
 
 
 # ---------------------------------------------------------------------------- names
-
-
-def slug(name: str, limit: int = 80) -> str:
-    """A file-name-safe form of a variant or sweep name: ``drop skip[3]`` -> ``drop-skip-3``."""
-    s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
-    s = s[:limit].rstrip("-.")
-    return s or "unnamed"
 
 
 def _unique_slugs(names: Iterable[str]) -> dict[str, str]:

@@ -1,41 +1,53 @@
-"""``ablang run``: a study from its file to results.json, tables, heatmaps and sample grids.
+"""``ablang run``: a study from its plan to results.json, tables, heatmaps and sample grids.
 
-This module only wires the stages together (check -> load -> execute -> measure -> report ->
-emit); each stage lives in its own module.
+This module only wires the stages together; ``run_plan`` is the sequence of named steps
+(each a small function below, each stage in its own module)::
+
+    load_session -> open_journal -> announce -> run_baseline -> run_variants
+      -> measure_variants -> run_plan_searches -> write_report / print_report -> emit_samplers
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import platform
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
 import ablang
-from ablang.compile import ProgramCache, schedule
-from ablang.cost import FlopCounter
-from ablang.diffusion import Diffusion
-from ablang.errors import AblangError
-from ablang.execute import Executor, Samples, batches, make_setup
+from ablang.compile import Mode
+from ablang.execute import Samples, Trajectory, batches
 from ablang.journal import Journal
+from ablang.measure import Measure, check_metrics, versions
 from ablang.models.base import LoadedModel
-from ablang.models.registry import load_adapter
-from ablang.plan import Plan
+from ablang.plan import Plan, Variant
+from ablang.report import print_report, write_report
+from ablang.results import Cost, Results, SearchResult, VariantResult
+from ablang.session import Session
+
+PROGRESS_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    TextColumn("left"),
+    TimeRemainingColumn(),
+)
 
 
 @dataclass(frozen=True)
@@ -48,14 +60,6 @@ class RunOptions:
     device: Literal["cpu", "cuda", "auto"] | None = None  # None: the study's ``device`` setting
     batch: int = 0  # measure mode: variants per batched forward (0 = sized automatically)
     emit: bool = True  # write the study's ``emit`` samplers after the run
-
-
-def pick_device(setting: str) -> torch.device:
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise AblangError("the study asks for device cuda, but torch sees no CUDA device", code="device")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
 
 
 def default_out(plan: Plan) -> Path:
@@ -74,151 +78,200 @@ def fingerprint(plan: Plan, model: LoadedModel, mode: str) -> str:
 def auto_batch(model: LoadedModel, rows_per_variant: int) -> int:
     """Variants per batched forward: about 96 rows of 32x32 images, fewer for larger images (on
     2 CPU cores larger batches cost more per row; see benchmarks/bench_sweep.py)."""
-    c, h, w = model.image_shape
+    _, h, w = model.image_shape
     budget = max(1, int(96 * (32 * 32) / (h * w)))
     return max(1, budget // max(1, rows_per_variant))
 
 
-def versions() -> dict[str, str]:
-    return {"ablang": ablang.__version__, "torch": torch.__version__, "python": platform.python_version()}
+# ---------------------------------------------------------------------------- the steps
 
 
-def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
-    """Run every variant of ``plan``; returns the ``measure.Results``."""
-    from ablang.measure import Cost, Measure, Results, VariantResult, check_metrics
-    from ablang.report import print_report, write_report
+@dataclass
+class _Progress:
+    """The run's progress bars: one for the whole study, one per baseline or variant group."""
 
-    console = console or Console()
-    device = pick_device(options.device or plan.device)
-    out = options.out or default_out(plan)
-    started = time.perf_counter()
+    progress: Progress
+    study: TaskID
 
-    model = load_adapter(plan.model).load(device)
-    diffusion = Diffusion(model.diffusion, plan.sampler.steps)
-    setup = make_setup(plan, model, diffusion)
-    programs = ProgramCache(model.traced)
-    executor = Executor(model, diffusion, setup, device, programs)
-    check_metrics(plan.metrics, model)  # fail now, not after an hour of sampling
-    journal = Journal(out, fingerprint(plan, model, options.mode), options.resume)
-    steps = list(setup.steps)
-    scheds = {v.name: schedule(v, steps) for v in plan.variants}
+    def task(self, label: str, total: int, weight: int = 1) -> tuple[TaskID, Callable[[], None]]:
+        task = self.progress.add_task(label, total=total)
 
-    done = journal.done
-    todo = [v for v in plan.variants[1:] if v.name not in done]
-    per_forward = executor.n * (2 if executor.doubled else 1)
-    planned = sum(len(steps) - scheds[v.name].first_active for v in todo)
-    baseline = journal.baseline()
-    planned += 0 if baseline is not None else len(steps)
+        def tick() -> None:
+            self.progress.advance(task)
+            self.progress.advance(self.study, weight)
+
+        return task, tick
+
+
+def load_session(plan: Plan, options: RunOptions) -> Session:
+    """The model, diffusion, setup, programs and executor; fails on the metrics before sampling."""
+    session = Session.from_plan(plan, options.device or plan.device)
+    check_metrics(plan.metrics, session.model)  # fail now, not after an hour of sampling
+    return session
+
+
+def open_journal(session: Session, out: Path, options: RunOptions) -> Journal:
+    return Journal(out, fingerprint(session.plan, session.model, options.mode), options.resume)
+
+
+def announce(session: Session, journal: Journal, todo: list[Variant], options: RunOptions, console: Console) -> int:
+    """Print what the run will do; returns the sampler steps it has left."""
+    plan, setup, steps = session.plan, session.setup, session.steps
+    per_forward = session.images_per_forward
+    planned = sum(len(steps) - session.schedule(v).first_active for v in todo)
+    planned += 0 if journal.baseline() is not None else len(steps)
+    searches = f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}" if plan.searches else ""
     console.print(
         f"[bold]{plan.title or plan.source}[/]: {len(plan.variants) - 1} variants"
-        + (f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}" if plan.searches else "")
-        + f" on {model.label}, "
+        + searches
+        + f" on {session.model.label}, "
         f"{len(setup.seeds)} images each, {plan.sampler.kind} {len(steps)} steps, guidance {setup.guidance:g}, "
-        f"{options.mode} mode on {device}"
+        f"{options.mode} mode on {session.device}"
     )
-    if done:
-        console.print(f"resuming: {len(done)} variants already in {journal.path}")
+    if journal.done:
+        console.print(f"resuming: {len(journal.done)} variants already in {journal.path}")
     console.print(f"{planned} sampler steps x {per_forward} images = {planned * per_forward} Unet image-forwards to go")
+    return planned
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
+
+def run_baseline(session: Session, journal: Journal, bars: _Progress, planned: int, console: Console) -> Trajectory:
+    """The baseline's trajectory: from the journal when resuming, else sampled and journaled."""
+    baseline = journal.baseline()
+    if baseline is not None:
+        return baseline
+    steps = len(session.steps)
+    task, tick = bars.task("baseline", steps)
+    baseline = session.executor.baseline(tick)
+    journal.save_baseline(baseline)
+    bars.progress.remove_task(task)
+    per_step = baseline.seconds / steps
+    console.print(f"baseline: {baseline.seconds:.1f} s; the rest takes about {per_step * (planned - steps) / 60:.1f} min")
+    return baseline
+
+
+def run_variants(
+    session: Session,
+    journal: Journal,
+    baseline: Trajectory,
+    todo: list[Variant],
+    mode: Mode,
+    max_chunks: int,
+    bars: _Progress,
+) -> None:
+    """Every variant not yet journaled, in batches that share the baseline's prefix."""
+    steps = session.steps
+    for group in batches(todo, steps, max_chunks):
+        label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} batched)"
+        total = len(steps) - session.schedule(group[0]).first_active
+        task, tick = bars.task(label[:60], total, len(group))
+        for samples in session.executor.run_batch(group, baseline, mode, tick):
+            journal.append(samples)
+        bars.progress.remove_task(task)
+
+
+def variant_result(
+    session: Session, variant: Variant, samples: Samples, metrics: dict[str, float], baseline: Trajectory
+) -> VariantResult:
+    """One variant's metrics and cost; the steps before its start ran as the baseline's, so they
+    are charged at the baseline's pace."""
+    base_flops = session.trajectory_flops(session.plan.baseline)
+    flops = session.trajectory_flops(variant)
+    full_seconds = samples.start_step * baseline.seconds / len(session.steps) + samples.seconds
+    return VariantResult(
+        name=variant.name,
+        origin=variant.origin,
+        interventions=variant.interventions,
+        metrics=metrics,
+        cost=Cost(flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds),
+        start_step=samples.start_step,
+        evaluations=samples.evaluations,
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        study_task = progress.add_task("study", total=planned)
-        if baseline is None:
-            task = progress.add_task("baseline", total=len(steps))
 
-            def tick_baseline() -> None:
-                progress.advance(task)
-                progress.advance(study_task)
 
-            baseline = executor.baseline(tick_baseline)
-            journal.save_baseline(baseline)
-            progress.remove_task(task)
-            per_step = baseline.seconds / len(steps)
-            console.print(f"baseline: {baseline.seconds:.1f} s; the rest takes about {per_step * (planned - len(steps)) / 60:.1f} min")
-        max_chunks = 1 if options.mode == "accelerate" else (options.batch or auto_batch(model, per_forward))
-        for group in batches(todo, steps, max_chunks):
-            label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} batched)"
-            task = progress.add_task(label[:60], total=len(steps) - scheds[group[0].name].first_active)
+def measure_variants(
+    session: Session, measure: Measure, done: dict[str, Samples], baseline: Trajectory
+) -> list[VariantResult]:
+    return [
+        variant_result(session, v, done[v.name], measure.metrics(done[v.name].images), baseline)
+        for v in session.plan.variants
+    ]
 
-            def tick(task=task, k=len(group)) -> None:
-                progress.advance(task)
-                progress.advance(study_task, k)
 
-            for samples in executor.run_batch(group, baseline, options.mode, tick):
-                journal.append(samples)
-            progress.remove_task(task)
+def run_plan_searches(
+    session: Session,
+    options: RunOptions,
+    baseline: Trajectory,
+    measure: Measure,
+    max_chunks: int,
+    done: dict[str, Samples],
+    console: Console,
+) -> tuple[list[SearchResult], list[VariantResult], dict[str, Variant]]:
+    """Each search of the plan, after the variants; its best variant joins the results (and
+    ``done``) under the search's name."""
+    if not session.plan.searches:
+        return [], [], {}
+    from ablang.search import SearchOptions, run_searches
+
+    lookahead = 1 if session.device.type == "cpu" else max_chunks
+    search_options = SearchOptions(mode=options.mode, batch=max_chunks, lookahead=lookahead)
+    searched, best_samples = run_searches(
+        session.plan, session.executor, baseline, measure, session.flops, search_options, console
+    )
+    found: dict[str, Variant] = {}
+    results = []
+    for r, s in zip(searched, best_samples):
+        v = found[r.name] = r.best_variant()
+        done[v.name] = s
+        results.append(variant_result(session, v, s, dict(r.best.metrics), baseline))
+    return list(searched), results, found
+
+
+def emit_samplers(session: Session, found: dict[str, Variant], console: Console) -> None:
+    """The study's ``emit sampler`` statements; a search's variant is its best one."""
+    from ablang.emit import emit_sampler
+
+    plan = session.plan
+    for e in plan.emits:
+        variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
+        path = emit_sampler(plan, variant, session.model, Path(e.path), session.programs)
+        console.print(f"emitted sampler for {e.variant!r}: {path}")
+
+
+def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) -> Results:
+    """Run every variant of ``plan``, measure them, run its searches, write the report and emit
+    its samplers; returns the ``Results``."""
+    console = console or Console()
+    started = time.perf_counter()
+    session = load_session(plan, options)
+    out = options.out or default_out(plan)
+    journal = open_journal(session, out, options)
+    todo = [v for v in plan.variants[1:] if v.name not in journal.done]
+    planned = announce(session, journal, todo, options, console)
+    per_forward = session.images_per_forward
+    max_chunks = 1 if options.mode == "accelerate" else (options.batch or auto_batch(session.model, per_forward))
+
+    with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
+        bars = _Progress(progress, progress.add_task("study", total=planned))
+        baseline = run_baseline(session, journal, bars, planned, console)
+        run_variants(session, journal, baseline, todo, options.mode, max_chunks, bars)
 
     done = journal.done
     # the baseline shares no prefix: all of its steps are its own (start 0), else its time counts twice
-    done["baseline"] = Samples("baseline", baseline.xs[-1], 0, baseline.seconds, len(steps) * per_forward)
-    counter = FlopCounter(model, programs, executor.doubled)
-    base_flops = counter.trajectory(scheds["baseline"])
-    base_step = baseline.seconds / len(steps)
-    measure = Measure(plan.metrics, model, done["baseline"].images, list(setup.prompts))
-    results = []
-    for v in plan.variants:
-        s = done[v.name]
-        flops = counter.trajectory(scheds[v.name])
-        # the steps before its start ran as the baseline's: charge them at the baseline's pace
-        full_seconds = s.start_step * base_step + s.seconds
-        metrics = measure.metrics(s.images)
-        results.append(
-            VariantResult(
-                name=v.name,
-                origin=v.origin,
-                interventions=v.interventions,
-                metrics=metrics,
-                cost=Cost(flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds),
-                start_step=s.start_step,
-                evaluations=s.evaluations,
-            )
-        )
-    # ---- searches (ablang/search.py): after the variants, before the results are written.
-    # Each search's best variant joins the results under the search's name.
-    searched, found = [], {}
-    if plan.searches:
-        from ablang.search import SearchOptions, run_searches
+    done["baseline"] = Samples("baseline", baseline.xs[-1], 0, baseline.seconds, len(session.steps) * per_forward)
+    measure = Measure(plan.metrics, session.model, done["baseline"].images, list(session.setup.prompts))
+    variants = measure_variants(session, measure, done, baseline)
+    searched, best, found = run_plan_searches(session, options, baseline, measure, max_chunks, done, console)
 
-        search_options = SearchOptions(
-            mode=options.mode, batch=max_chunks, lookahead=1 if device.type == "cpu" else max_chunks
-        )
-        searched, best_samples = run_searches(
-            plan, executor, baseline, measure, counter, search_options, console
-        )
-        for r, s in zip(searched, best_samples):
-            v = found[r.name] = r.best_variant()
-            done[v.name] = s
-            flops = counter.trajectory(schedule(v, steps))
-            full_seconds = s.start_step * base_step + s.seconds
-            results.append(
-                VariantResult(
-                    name=v.name,
-                    origin=v.origin,
-                    interventions=v.interventions,
-                    metrics=dict(r.best.metrics),
-                    cost=Cost(flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds),
-                    start_step=s.start_step,
-                    evaluations=s.evaluations,
-                )
-            )
-    # ---- end of searches
     res = Results(
         plan=plan,
-        model_label=model.label,
-        model_checksum=model.checksum,
-        timesteps=tuple(s.t for s in steps),
-        guidance=setup.guidance,
-        prompts=setup.prompts,
-        seeds=setup.seeds,
+        model_label=session.model.label,
+        model_checksum=session.model.checksum,
+        timesteps=tuple(s.t for s in session.steps),
+        guidance=session.setup.guidance,
+        prompts=session.setup.prompts,
+        seeds=session.setup.seeds,
         mode=options.mode,
-        variants=tuple(results),
+        variants=tuple(variants + best),
         seconds=time.perf_counter() - started,
         versions=versions(),
         searches=tuple(searched),
@@ -226,10 +279,5 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     files = write_report(res, out, {v.name: done[v.name].images for v in res.variants})
     print_report(res, console, out, files)
     if options.emit and plan.emits:
-        from ablang.emit import emit_sampler
-
-        for e in plan.emits:
-            variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
-            path = emit_sampler(plan, variant, model, Path(e.path), programs)
-            console.print(f"emitted sampler for {e.variant!r}: {path}")
+        emit_samplers(session, found, console)
     return res

@@ -42,20 +42,19 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 
 from ablang.compile import Mode, schedule
 from ablang.cost import FlopCounter
 from ablang.execute import Executor, Samples, Trajectory, batches
-from ablang.measure import HIGHER_IS_CLOSER, Measure
+from ablang.measure import Measure
 from ablang.plan import Constraint, Intervention, Plan, Search, Variant, Window
+from ablang.results import HIGHER_IS_CLOSER, Outcome, PathStep, Point, SearchResult
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-Outcome = Literal["accepted", "rejected", "infeasible alone", "conflict", "no gain"]
 
 # Sensitivities below this count as this, so that saving / sensitivity stays finite: candidates
 # that change (almost) nothing are ordered by their saving alone.
@@ -118,115 +117,6 @@ def slack_used(cmp: str, value: float, base: float, limit: float) -> float:
     if room <= 0:  # the baseline is at (or past) the bound: any loss breaks it
         return 0.0 if lost <= 0 else math.inf
     return max(0.0, lost / room)
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Point:
-    """One measured variant: the baseline, a candidate alone, or a combination the greedy tried."""
-
-    label: str
-    kind: Literal["baseline", "single", "combination"]
-    interventions: tuple[Intervention, ...]
-    speedup: float  # FLOP-bound
-    metrics: dict[str, float]
-    feasible: bool  # every bound holds
-
-    def to_json(self) -> dict:
-        return {
-            "label": self.label,
-            "kind": self.kind,
-            "speedup": self.speedup,
-            "metrics": dict(self.metrics),
-            "feasible": self.feasible,
-        }
-
-
-@dataclass(frozen=True)
-class PathStep:
-    """The greedy's decision on one candidate, in the order it considered them."""
-
-    candidate: Intervention
-    outcome: Outcome
-    alone: Point  # the candidate measured alone
-    sensitivity: float  # of the candidate alone
-    saving: float  # FLOPs per image it saves alone (share of the baseline's)
-    combined: Point | None  # the current variant with it, where measured
-
-    def to_json(self) -> dict:
-        return {
-            "candidate": self.candidate.label(),
-            "outcome": self.outcome,
-            "alone": {
-                "speedup": self.alone.speedup,
-                "metrics": dict(self.alone.metrics),
-                "sensitivity": self.sensitivity,
-                "saving": self.saving,
-            },
-            "speedup": self.combined.speedup if self.combined else None,
-            "metrics": dict(self.combined.metrics) if self.combined else None,
-            "feasible": self.combined.feasible if self.combined else None,
-        }
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    search: Search
-    baseline_metrics: dict[str, float]
-    bounds: tuple[float, ...]  # one per constraint, in the constraints' order
-    best: Point  # label = the search's name
-    path: tuple[PathStep, ...]
-    points: tuple[Point, ...]  # everything measured: baseline, candidates alone, combinations
-    pareto: dict[str, tuple[int, ...]]  # constrained metric -> indices into points, by speedup
-    candidates: dict[str, int]  # how many: "grid", "not droppable", "low saving", "measured"
-    # accepted interventions left out of the best variant: they changed nothing (see simplify)
-    redundant: tuple[Intervention, ...]
-    evaluations: int  # Unet image-forwards the search spent
-    seconds: float
-
-    @property
-    def name(self) -> str:
-        return self.search.name
-
-    def best_variant(self) -> Variant:
-        """The best variant as a plan variant: what ``emit sampler ... from NAME`` writes."""
-        return Variant(self.search.name, self.best.interventions, "search")
-
-    def to_json(self) -> dict:
-        s = self.search
-        return {
-            "name": s.name,
-            "objective": s.objective,
-            "constraints": [
-                {"metric": c.metric, "cmp": c.cmp, "value": c.value, "relative": c.relative,
-                 "bound": b}
-                for c, b in zip(s.constraints, self.bounds)
-            ],
-            "ops": list(s.ops),
-            "components": list(s.components),
-            "windows": [w.to_json() for w in s.windows],
-            "every": s.every,
-            "baseline": {"metrics": dict(self.baseline_metrics)},
-            "candidates": dict(self.candidates),
-            "best": {
-                "name": s.name,
-                "interventions": [iv.to_json() for iv in self.best.interventions],
-                "speedup": self.best.speedup,
-                "metrics": dict(self.best.metrics),
-                "feasible": self.best.feasible,
-                "redundant": [iv.label() for iv in self.redundant],
-            },
-            "path": [p.to_json() for p in self.path],
-            "pareto": {
-                m: [{"point": i, **self.points[i].to_json()} for i in idx]
-                for m, idx in self.pareto.items()
-            },
-            "points": [p.to_json() for p in self.points],
-            "evaluations": self.evaluations,
-            "seconds": self.seconds,
-        }
 
 
 def pareto_front(points: list[Point] | tuple[Point, ...], metric: str) -> tuple[int, ...]:

@@ -16,8 +16,8 @@ from ablang.heatmap import (
     terminal_heatmap,
     window_label,
 )
-from ablang.measure import Cost, Results, VariantResult
 from ablang.plan import Intervention, ModelSpec, Plan, Sweep, Variant, Window
+from ablang.results import Cost, Results, VariantResult
 
 COMPONENTS = ("skip[0]", "skip[1]", "skip[2]")
 WINDOWS = (Window("t", 0, 500), Window("t", 500, 1000))

@@ -15,7 +15,6 @@ from ablang.measure import (
     Measure,
     MeasureOptions,
     check_metrics,
-    cost,
     fid_from_features,
     image_metrics,
     kid_from_features,
@@ -25,6 +24,7 @@ from ablang.measure import (
     register_feature_extractor,
     to_uint8,
 )
+from ablang.results import cost
 
 
 def images(n: int = 4, c: int = 1, size: int = 16, seed: int = 0) -> torch.Tensor:

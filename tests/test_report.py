@@ -8,7 +8,6 @@ import math
 import torch
 from rich.console import Console
 
-from ablang.measure import Cost, Results, VariantResult
 from ablang.plan import (
     Constraint,
     Intervention,
@@ -31,6 +30,7 @@ from ablang.report import (
     write_report,
     write_results,
 )
+from ablang.results import Cost, Results, VariantResult
 
 W1, W2 = Window("t", 0, 500), Window("t", 500, 1000, inclusive=False)
 DROP = Intervention("drop", "skip[3]", Window("t", 600, 1000))

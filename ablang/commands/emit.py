@@ -63,23 +63,6 @@ def find_variant(plan: Plan, name: str) -> Variant:
     )
 
 
-def flop_speedup(plan: Plan, variant: Variant, model, programs) -> tuple[float, float]:
-    """(baseline, variant) Unet FLOPs per image over the whole trajectory."""
-    import torch
-
-    from ablang.compile import schedule
-    from ablang.cost import FlopCounter
-    from ablang.diffusion import Diffusion
-    from ablang.execute import make_setup
-
-    diffusion = Diffusion(model.diffusion, plan.sampler.steps)
-    setup = make_setup(plan, model, diffusion)
-    _, uncond = model.make_cond(list(setup.prompts[:1]), torch.device("cpu"))
-    counter = FlopCounter(model, programs, setup.guidance != 1.0 and uncond is not None)
-    steps = list(setup.steps)
-    return counter.trajectory(schedule(plan.baseline, steps)), counter.trajectory(schedule(variant, steps))
-
-
 def run(args) -> int:
     checked = check_file(args.study)
     if checked.errors:
@@ -96,17 +79,15 @@ def run(args) -> int:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2
 
-    from ablang.compile import ProgramCache
     from ablang.emit import emit_sampler
-    from ablang.models.registry import load_adapter
-    from ablang.run import pick_device
+    from ablang.session import Session
 
     out = args.out or default_path(plan, variant.name)
     try:
-        model = load_adapter(plan.model).load(pick_device(args.device))
-        programs = ProgramCache(model.traced)
-        path = emit_sampler(plan, variant, model, out, programs)
-        base, flops = flop_speedup(plan, variant, model, programs)
+        session = Session.from_plan(plan, args.device)
+        path = emit_sampler(plan, variant, session.model, out, session.programs)
+        base = session.trajectory_flops(plan.baseline)
+        flops = session.trajectory_flops(variant)
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2

@@ -14,12 +14,12 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
-from ablang import models
 from ablang.components import ComponentTable
 from ablang.errors import AblangError, AblangErrors, as_list, render_errors
 from ablang.parse import parse
 from ablang.plan import ModelSpec
 from ablang.resolve import model_spec
+from ablang.session import component_table
 
 
 def add_arguments(parser) -> None:
@@ -64,7 +64,7 @@ def rich_table(table: ComponentTable) -> Table:
 def run(args) -> int:
     try:
         spec = parse_model(args.model)
-        table = models.component_table(spec)
+        table = component_table(spec)
     except AblangErrors as e:
         print(render_errors(as_list(e)), file=sys.stderr)
         return 2

@@ -9,12 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ablang.commands.inspect import parse_model
-from ablang.diffusion import Diffusion
 from ablang.errors import AblangError
-from ablang.execute import Executor, make_setup
-from ablang.models.registry import load_adapter
-from ablang.plan import Plan, SamplerSpec
-from ablang.run import pick_device
+from ablang.plan import SamplerSpec
+from ablang.session import Session
 
 
 def add_arguments(parser) -> None:
@@ -35,13 +32,9 @@ def run(args) -> int:
     try:
         spec = parse_model(args.model)
         prompts = tuple(p.strip() for p in args.prompts.split(",")) if args.prompts else ()
-        plan = Plan(model=spec, sampler=SamplerSpec(args.sampler, args.steps, 0.0, args.guidance),
-                    seed=args.seed, samples=args.n, prompts=prompts)
-        device = pick_device(args.device)
-        model = load_adapter(spec).load(device)
-        diffusion = Diffusion(model.diffusion, args.steps)
-        setup = make_setup(plan, model, diffusion)
-        executor = Executor(model, diffusion, setup, device)
+        sampler = SamplerSpec(args.sampler, args.steps, 0.0, args.guidance)
+        session = Session.from_model(spec, sampler, prompts, args.n, args.seed, args.device)
+        setup, executor = session.setup, session.executor
     except AblangError as e:
         print(f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
         return 2

@@ -36,9 +36,10 @@ from ablang.diffusion import DiffusionSpec
 from ablang.models import ModelUnavailable
 from ablang.models.adm_family import trace_adm
 from ablang.models.base import LoadedModel, ModelAdapter, sha256_file
+from ablang.models.kinds import KINDS
 from ablang.trace import constants_source
 
-INSTALL_HINT = "pip install guided-diffusion-sdk   (or: pip install 'ablang[adm]')"
+INSTALL_HINT = KINDS["adm"].install
 
 # Keys guided-diffusion / improved-diffusion scripts accept that shape neither the Unet nor the
 # noise schedule a sampler needs.

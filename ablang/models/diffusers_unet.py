@@ -49,9 +49,10 @@ from torch import fx, nn
 from ablang.diffusion import DiffusionSpec, linear_betas
 from ablang.models import ModelUnavailable
 from ablang.models.base import LoadedModel, ModelAdapter, sha256_file
+from ablang.models.kinds import KINDS
 from ablang.trace import TracedUnet, component_table, mark_components, trace
 
-INSTALL_HINT = "pip install diffusers safetensors   (or: pip install 'ablang[diffusers]')"
+INSTALL_HINT = KINDS["diffusers"].install
 
 DOWN_BLOCKS = ("DownBlock2D", "AttnDownBlock2D", "CrossAttnDownBlock2D", "ResnetDownsampleBlock2D")
 UP_BLOCKS = ("UpBlock2D", "AttnUpBlock2D", "CrossAttnUpBlock2D", "ResnetUpsampleBlock2D")

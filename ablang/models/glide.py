@@ -39,9 +39,10 @@ from ablang.models import ModelUnavailable
 from ablang.models.adm import load_state_dict
 from ablang.models.adm_family import trace_adm
 from ablang.models.base import LoadedModel, ModelAdapter, sha256_file
+from ablang.models.kinds import KINDS
 from ablang.trace import constants_source
 
-INSTALL_HINT = "pip install git+https://github.com/openai/glide-text2im"
+INSTALL_HINT = KINDS["glide"].install
 BASE_URL = "https://openaipublic.blob.core.windows.net/diffusion/dec-2021/base.pt"
 DEFAULT_PROMPTS = ("an oil painting of a corgi",)  # the notebook's
 SCHEDULES = {"squaredcos_cap_v2": "cosine", "linear": "linear"}

@@ -1,0 +1,91 @@
+"""What every resolver pass shares: the study, the model's table, the diagnostics, and the
+checks of single numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ablang import ast
+from ablang.components import KINDS, ComponentTable
+from ablang.resolve.diagnostics import Diagnostics
+
+DEFAULT_STEPS = 100
+
+
+@dataclass
+class Context:
+    """One resolution: ``table`` is None when the model is not at hand."""
+
+    study: ast.Study
+    table: ComponentTable | None
+    diag: Diagnostics = field(default_factory=Diagnostics)
+    steps: int = DEFAULT_STEPS  # the sampler's, once known; bounds `for step` windows
+
+    def __post_init__(self) -> None:
+        table = self.table
+        self.by_name = {c.name: c for c in table.components} if table else {}
+        self.sizes = (
+            {k: table.count(k) for k in KINDS} | {"level": table.num_levels} if table else {}
+        )
+
+
+def count(
+    diag: Diagnostics,
+    node,
+    what: str,
+    *,
+    minimum: int,
+    default: int,
+    maximum: int | None = None,
+    why: str = "",
+) -> int:
+    """A whole-number setting (``seed 0``, ``samples 16``, ``steps 100``, ``every 2``)."""
+    if node is None:
+        return default
+    number: ast.Number = node if isinstance(node, ast.Number) else node.value
+    if not number.is_int:
+        diag.error(
+            f"`{what}` takes a whole number, not {number.text}", number.span, "bad-number"
+        )
+        return default
+    v = number.value
+    if v < minimum or (maximum is not None and v > maximum):
+        bound = f"at least {minimum}" if v < minimum else f"at most {maximum}"
+        diag.error(
+            f"`{what}` must be {bound}, not {number.text}",
+            number.span,
+            "bad-number",
+            hint=why or None,
+        )
+        return default
+    return v
+
+
+def real(
+    diag: Diagnostics,
+    number: ast.Number,
+    what: str,
+    default,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    why: str = "",
+) -> float:
+    try:
+        v = float(number.value)
+    except OverflowError:  # an integer literal beyond float range
+        v = math.inf
+    bad = not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi)
+    if bad:
+        limits = [f"at least {lo:g}"] if lo is not None else []
+        limits += [f"at most {hi:g}"] if hi is not None else []
+        bound = " and ".join(limits) or "a finite number"
+        diag.error(
+            f"`{what}` must be {bound}, not {number.text}",
+            number.span,
+            "bad-number",
+            hint=why or None,
+        )
+        return default
+    return v

@@ -1,0 +1,199 @@
+"""Pass 1, settings: each at most once, values checked, defaults filled in."""
+
+from __future__ import annotations
+
+from ablang import ast
+from ablang.errors import did_you_mean
+from ablang.models.kinds import KINDS, MODEL_KINDS
+from ablang.plan import QUALITY_METRICS, ModelSpec, SamplerSpec
+from ablang.resolve.context import DEFAULT_STEPS, Context, count, real
+
+SAMPLER_KINDS = ("ddpm", "ddim")
+DEVICES = ("cpu", "cuda", "auto")
+COST_METRICS = ("flops", "time", "speedup")  # always reported; accepted in `metrics` and left out
+DEFAULT_METRICS = ("mse", "ssim")
+MAX_SEED = 2**63 - 1
+
+
+def settings(cx: Context) -> dict[str, ast.Setting]:
+    """Each setting statement by key; a second one of a key is an error, not an override."""
+    seen: dict[str, ast.Setting] = {}
+    once = cx.diag.once("first set here")
+    for stmt in cx.study.statements:
+        if not isinstance(stmt, ast.Setting):
+            continue
+        hint = "keep one; a later setting does not override an earlier one"
+        if once.add(stmt.KEY, stmt.span, f"`{stmt.KEY}` is set twice", "duplicate-setting", hint):
+            seen[stmt.KEY] = stmt
+    return seen
+
+
+def model(cx: Context, stmt: ast.ModelStmt) -> ModelSpec | None:
+    kind = stmt.kind.value
+    if kind not in MODEL_KINDS:
+        cx.diag.error(
+            f"unknown model `{kind}`",
+            stmt.kind.span,
+            "unknown-model",
+            hint=did_you_mean(kind, MODEL_KINDS) or "models: " + ", ".join(MODEL_KINDS),
+        )
+        return None
+    usage = KINDS[kind].syntax
+    wants_path, wants_config = KINDS[kind].takes_path, KINDS[kind].takes_config
+    problem = None
+    if stmt.path is not None and not wants_path:
+        problem = "takes no path"
+    elif stmt.path is None and wants_path:
+        problem = "needs a path"
+    elif stmt.config is not None and not wants_config:
+        problem = "takes no config"
+    elif stmt.config is None and wants_config:
+        problem = "needs a config file"
+    elif stmt.path is not None and not stmt.path.value.strip():
+        problem = "needs a path, not an empty string"
+    if problem:
+        cx.diag.error(f"model {kind} {problem}", stmt.span, "model-args", hint=f"write `{usage}`")
+        return None
+    return ModelSpec(
+        kind,
+        stmt.path.value if stmt.path else None,
+        stmt.config.value if stmt.config else None,
+        span=stmt.span,
+    )
+
+
+def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
+    if stmt is None:
+        return SamplerSpec()
+    kind = stmt.kind.value
+    if kind not in SAMPLER_KINDS:
+        cx.diag.error(
+            f"unknown sampler `{kind}`",
+            stmt.kind.span,
+            "unknown-sampler",
+            hint=did_you_mean(kind, SAMPLER_KINDS) or "samplers: ddpm, ddim",
+        )
+        kind = "ddpm"
+    values: dict[str, ast.SamplerOption] = {}
+    once = cx.diag.once("first given here")
+    for opt in stmt.options:
+        if once.add(opt.key, opt.span, f"`{opt.key}` is given twice", "duplicate-setting"):
+            values[opt.key] = opt
+    steps, eta, guidance = DEFAULT_STEPS, 0.0, None
+    if "steps" in values:
+        limit = cx.table.num_timesteps if cx.table else None
+        steps = count(cx.diag, 
+            values["steps"],
+            "steps",
+            minimum=1,
+            default=DEFAULT_STEPS,
+            maximum=limit,
+            why=f"the model has {limit} diffusion steps to respace" if limit else "",
+        )
+    if "eta" in values:
+        eta = real(cx.diag, 
+            values["eta"].value,
+            "eta",
+            0.0,
+            lo=0.0,
+            hi=1.0,
+            why="0 is deterministic DDIM, 1 has DDPM's variance",
+        )
+        if kind != "ddim":
+            cx.diag.error(
+                "`eta` belongs to the ddim sampler",
+                values["eta"].span,
+                "sampler-option",
+                hint="remove it, or write `sampler ddim ...`",
+            )
+    if "guidance" in values:
+        guidance = real(cx.diag, 
+            values["guidance"].value,
+            "guidance",
+            None,
+            lo=0.0,
+            why="0 is unconditional, 1 is conditional without guidance",
+        )
+        if cx.table is not None and cx.table.prompt_kind == "none":
+            cx.diag.error(
+                "the model is unconditional: guidance has nothing to guide",
+                values["guidance"].span,
+                "guidance-unconditional",
+                hint="remove `guidance`",
+            )
+    return SamplerSpec(kind, steps, eta, guidance)
+
+
+def prompts(cx: Context, stmt: ast.PromptsStmt | None) -> tuple[str, ...]:
+    if stmt is None:
+        return ()
+    kind = cx.table.prompt_kind if cx.table else None
+    if kind == "none":
+        cx.diag.error(
+            "the model is unconditional: it takes no prompts",
+            stmt.span,
+            "prompts",
+            hint="remove the prompts line",
+        )
+        return ()
+    for p in stmt.prompts:
+        if kind == "class" and not p.value.strip().isdigit():
+            cx.diag.error(
+                f'the model takes class labels, not "{p.value}"',
+                p.span,
+                "prompts",
+                hint='write class numbers such as "3", "7"',
+            )
+        elif kind == "text" and not p.value.strip():
+            cx.diag.error(
+                "an empty prompt", p.span, "prompts", hint="write the text to generate from"
+            )
+    return tuple(p.value for p in stmt.prompts)
+
+
+def metrics(cx: Context, stmt: ast.MetricsStmt | None, model: ast.ModelStmt | None) -> tuple[str, ...]:
+    if stmt is None:
+        return DEFAULT_METRICS
+    out: list[str] = []
+    once = cx.diag.once("first listed here")
+    for m in stmt.metrics:
+        name = m.value
+        if not once.add(name, m.span, f"`{name}` is listed twice", "duplicate-metric"):
+            continue
+        if name in COST_METRICS:
+            continue  # cost is always reported
+        if name not in QUALITY_METRICS:
+            cx.diag.error(
+                f"unknown metric `{name}`",
+                m.span,
+                "unknown-metric",
+                hint=did_you_mean(name, QUALITY_METRICS + COST_METRICS)
+                or "metrics: " + ", ".join(QUALITY_METRICS),
+            )
+            continue
+        kind = KINDS.get(model.kind.value) if model is not None else None
+        if name == "accuracy" and model is not None and not (kind and kind.classifier):
+            cx.diag.error(
+                "`accuracy` needs the built-in model's digit classifier",
+                m.span,
+                "accuracy-needs-tiny",
+                hint="use it with `model tiny`, or remove it",
+            )
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def device(cx: Context, stmt: ast.DeviceStmt | None) -> str:
+    if stmt is None:
+        return "auto"
+    name = stmt.device.value
+    if name not in DEVICES:
+        cx.diag.error(
+            f"unknown device `{name}`",
+            stmt.device.span,
+            "unknown-device",
+            hint=did_you_mean(name, DEVICES) or "devices: cpu, cuda, auto",
+        )
+        return "auto"
+    return name
