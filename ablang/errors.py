@@ -61,12 +61,26 @@ class AblangError(Exception):
         return f"{where}: error: {self.message}"
 
 
-class AblangErrors(Exception):
-    """Every error found in one file (a study with errors runs nothing)."""
+class AblangErrors(AblangError):
+    """Every error found in one file (a study with errors runs nothing).
+
+    An ``AblangError`` itself, so one ``except AblangError`` catches both: its message, span,
+    hint and code are the first error's; ``errors`` holds them all."""
 
     def __init__(self, errors: list[AblangError]) -> None:
-        super().__init__("\n".join(str(e) for e in errors))
+        first = errors[0] if errors else AblangError("no errors")
+        super().__init__(
+            first.message,
+            first.span,
+            hint=first.hint,
+            code=first.code,
+            path=first.path,
+            notes=first.notes,
+        )
         self.errors = errors
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
 
 
 def as_list(exc: AblangError | AblangErrors) -> list[AblangError]:

@@ -47,20 +47,6 @@ class TracedUnet:
     inputs: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def block_node(self, gm: fx.GraphModule, name: str) -> fx.Node:
-        for node in gm.graph.nodes:
-            if node.meta.get("ablang") == name:
-                return node
-        raise KeyError(name)
-
-    def skip_site(self, gm: fx.GraphModule, name: str) -> tuple[fx.Node, int]:
-        """The cat node that concatenates skip ``name`` and the skip's position in its list."""
-        for node in gm.graph.nodes:
-            pos = node.meta.get("ablang_skips", {}).get(name)
-            if pos is not None:
-                return node, pos
-        raise KeyError(name)
-
 
 class LeafTracer(fx.Tracer):
     """An fx tracer that keeps the modules ``is_block(qualified_name)`` selects as leaves.

@@ -204,3 +204,4 @@ def test_the_kinds_table_matches_the_plans_model_kinds():
         assert (kind.requires is None) == (kind.install is None)
     assert adapter_class("tiny").__name__ == "TinyAdapter"
     assert KINDS["tiny"].available()
+

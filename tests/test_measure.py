@@ -275,3 +275,22 @@ def test_cost():
     c = cost(50.0, 200.0, seconds=1.5, speedup=2.0)
     assert (c.unet_flops, c.flops_ratio, c.seconds, c.speedup) == (50.0, 0.25, 1.5, 2.0)
     assert cost(0.0, 0.0, 0.0, 1.0).flops_ratio == 1.0
+
+
+def test_versions_name_everything_the_numbers_depend_on():
+    import platform
+
+    import torch_fidelity
+    import torchmetrics
+
+    import ablang
+    from ablang.measure import versions
+
+    v = versions()
+    assert v == {
+        "ablang": ablang.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "torch-fidelity": torch_fidelity.__version__,
+    }

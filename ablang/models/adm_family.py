@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 
-import torch
 from torch import fx, nn
 
 from ablang.trace import TracedUnet, component_table, mark_components, trace
@@ -110,9 +109,3 @@ def trace_adm(
         droppable=droppable,
     )
     return TracedUnet(gm=gm, table=table, shortcut=make_shortcut_builder(gm), inputs=inputs)
-
-
-@torch.no_grad()
-def check_trace(traced: TracedUnet, model: nn.Module, example: tuple) -> float:
-    """Largest absolute difference between the traced and the eager forward on ``example``."""
-    return float((traced.gm(*example) - model(*example)).abs().max())
