@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 # name -> (module, one-line help). Order is the order of ``ablang --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its wording, drop the usage spam
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its wording, drop the usage spam
         self.print_usage(sys.stderr)
         self.exit(2, f"ablang: error: {message}\n")
 

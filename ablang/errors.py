@@ -30,7 +30,7 @@ class Note:
     """A second place an error refers to, such as the first of two duplicate settings."""
 
     message: str
-    span: Span
+    span: Span | None
 
 
 class AblangError(Exception):
@@ -137,7 +137,7 @@ def _plain_block(
 ) -> list[str]:
     out = [f"{_location(path, span)}: {kind}: {message}"]
     text = _source_line(lines, span.line) if span is not None else None
-    if text is not None:
+    if text is not None and span is not None:
         out += [_INDENT + text.rstrip(), _INDENT + _caret(text, span)]
     return out
 
@@ -182,7 +182,7 @@ def render_error_rich(err: AblangError, source_text: str | None = None, path: st
         head.append(f" {message}", style="bold")
         parts.append(head)
         text = _source_line(lines, span.line) if span is not None else None
-        if text is not None:
+        if text is not None and span is not None:
             code = Syntax(text, lexer, theme="ansi_dark", background_color="default")
             highlighted = code.highlight(text.rstrip())
             highlighted.rstrip()  # in place: the newline Syntax adds

@@ -193,7 +193,7 @@ def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Pa
 
     # The colourbar is drawn in closeness but labelled in the metric's own values.
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-    ticks = np.linspace(0.0, 1.0, 5)
+    ticks = [float(t) for t in np.linspace(0.0, 1.0, 5)]
     bar.set_ticks(ticks, labels=[format_metric(metric, bad + t * (good - bad)) for t in ticks])
     bar.set_label(f"{metric} ({_direction(metric)} = closer to baseline)", fontsize=9)
     bar.ax.tick_params(labelsize=7)

@@ -34,6 +34,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -300,9 +301,8 @@ def image_metrics(
     if "ssim" in names:
         side = min(a.shape[-2:])
         kernel = min(11, side if side % 2 else side - 1)
-        out["ssim"] = float(
-            structural_similarity_index_measure(a, b, data_range=1.0, kernel_size=kernel)
-        )
+        ssim = structural_similarity_index_measure(a, b, data_range=1.0, kernel_size=kernel)
+        out["ssim"] = float(cast(torch.Tensor, ssim))  # a tuple only with return_full_image
     return {n: out[n] for n in wanted}
 
 
@@ -430,6 +430,7 @@ class Measure:
         """Every requested metric of one variant's images, in the order requested."""
         out = image_metrics(self.names, self.baseline, images)
         if "accuracy" in self.names:
+            assert self.model.accuracy is not None  # check_metrics refused it otherwise
             hits = self.model.accuracy(images, self.prompts)  # [N] bool
             out["accuracy"] = float(hits.float().mean())
         if DISTRIBUTION_METRICS & set(self.names):

@@ -13,6 +13,9 @@ from typing import Literal
 from ablang.errors import Span
 
 Op = Literal["drop", "zero", "scale", "cache"]
+ModelKindName = Literal["tiny", "glide", "adm", "diffusers"]  # the rows of models/kinds.py
+SamplerKind = Literal["ddpm", "ddim"]
+Device = Literal["cpu", "cuda", "auto"]
 OPS: tuple[Op, ...] = ("drop", "zero", "scale", "cache")
 
 # Metrics a study may ask for; cost (flops, time, speedup) is always reported.
@@ -143,7 +146,7 @@ class Search:
 class ModelSpec:
     """The study's model line: ``tiny``, ``glide PATH``, ``adm PATH config JSON``, ``diffusers DIR``."""
 
-    kind: Literal["tiny", "glide", "adm", "diffusers"]
+    kind: ModelKindName
     path: str | None = None
     config: str | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
@@ -157,7 +160,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    kind: Literal["ddpm", "ddim"] = "ddpm"
+    kind: SamplerKind = "ddpm"
     steps: int = 100
     eta: float = 0.0  # DDIM only
     guidance: float | None = None  # None: the model's default (3.0 if conditional, else 1.0)
@@ -183,7 +186,7 @@ class Plan:
     samples: int = 4  # per prompt
     prompts: tuple[str, ...] = ()  # () = the model's default prompts
     metrics: tuple[str, ...] = ("mse", "ssim")
-    device: Literal["cpu", "cuda", "auto"] = "auto"
+    device: Device = "auto"
     variants: tuple[Variant, ...] = (Variant("baseline", (), "baseline"),)
     sweeps: tuple[Sweep, ...] = ()
     searches: tuple[Search, ...] = ()

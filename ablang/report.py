@@ -232,7 +232,7 @@ def study_table(results: Results) -> Table:
     for m in metrics:
         table.add_column(m, justify="right")
     for k, v in enumerate(results.variants):
-        row = [
+        row: list[Text | str] = [
             variant_text(v),
             f"{v.cost.flops_ratio:.2f}" if math.isfinite(v.cost.flops_ratio) else "-",
             f"{v.cost.seconds:.2f}",
@@ -333,7 +333,7 @@ def sample_grid(
         x0, y0 = label_w + pad + col * cell_w, pad + r * cell_h
         tile = Image.fromarray(pixels[k].permute(1, 2, 0).numpy(), "RGB")
         if scale > 1:
-            tile = tile.resize((cw, ch), Image.NEAREST)
+            tile = tile.resize((cw, ch), Image.Resampling.NEAREST)
         if caption_h:
             draw.text((x0, y0), _fit(draw, prompts[k], font, cw), fill="black", font=font)
         sheet.paste(tile, (x0, y0 + caption_h))

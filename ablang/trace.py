@@ -19,14 +19,14 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablang.components import Component, ComponentTable
+from ablang.components import Component, ComponentTable, Kind
 
 # (graph, block node, input value node) -> node computing the block's shortcut path, or None
 ShortcutBuilder = Callable[[fx.Graph, fx.Node, fx.Node], "fx.Node | None"]
@@ -200,7 +200,7 @@ def component_table(
             res = int(inp[-1] if kind == "dec" else out[-1])
             comps.append(
                 Component(
-                    kind=kind,
+                    kind=cast(Kind, kind),
                     index=idx,
                     level=level_of(res),
                     resolution=res,

@@ -117,12 +117,12 @@ def run(args) -> int:
             failed += 1
             n = len(checked.errors)
             print(f"{path}: {n} error{'s' * (n > 1)}", file=sys.stderr)
-        if checked.unavailable is not None:
+        if checked.unavailable is not None and checked.model is not None:
             print(
                 f"{path}: note: checked syntax and settings only: {checked.model.label()} not available "
                 f"({checked.unavailable})"
             )
-        elif not checked.errors:
+        elif checked.plan is not None:
             print(f"{path}: ok ({_summary(checked.plan)})")
         sys.stdout.flush()
     return 2 if failed else 0

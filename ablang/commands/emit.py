@@ -73,6 +73,7 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     plan = checked.plan
+    assert plan is not None  # no errors: resolved
     try:
         variant = find_variant(plan, args.variant)
     except AblangError as e:

@@ -37,6 +37,7 @@ def run(args) -> int:
     try:
         # logs and CI are not terminals: give the table room rather than rich's 80 columns
         console = Console() if sys.stdout.isatty() else Console(width=150)
+        assert checked.plan is not None  # no errors, model available: resolved
         run_plan(checked.plan, options, console)
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)

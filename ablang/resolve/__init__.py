@@ -26,7 +26,16 @@ from ablang.errors import Span
 from ablang.plan import ModelSpec, Plan
 from ablang.resolve.context import Context, count
 from ablang.resolve.emits import emits
-from ablang.resolve.settings import MAX_SEED, device, metrics, model, prompts, sampler, settings
+from ablang.resolve.settings import (
+    MAX_SEED,
+    device,
+    metrics,
+    model,
+    prompts,
+    sampler,
+    setting,
+    settings,
+)
 from ablang.resolve.variants import variants
 
 __all__ = ["model_spec", "resolve"]
@@ -61,30 +70,31 @@ def resolve(
 def _passes(cx: Context, source: str, sha256: str) -> Plan:
     """Every pass in order; each reports into ``cx.diag`` and returns what it could resolve."""
     found = settings(cx)
-    spec = model(cx, found["model"]) if "model" in found else None
-    if "model" not in found:
+    model_stmt = setting(found, ast.ModelStmt)
+    spec = model(cx, model_stmt) if model_stmt is not None else None
+    if model_stmt is None:
         cx.diag.error(
             "the study names no model",
             Span(1, 1, 1, 2),
             "missing-model",
             hint="add a line such as `model tiny`",
         )
-    sampler_spec = sampler(cx, found.get("sampler"))
+    sampler_spec = sampler(cx, setting(found, ast.SamplerStmt))
     cx.steps = sampler_spec.steps
-    measured = metrics(cx, found.get("metrics"), found.get("model"))
+    measured = metrics(cx, setting(found, ast.MetricsStmt), model_stmt)
     all_variants, sweeps, searches = variants(cx, measured)
-    title = found["study"].title.value if "study" in found else ""
+    study = setting(found, ast.Title)
     return Plan(
         model=spec or ModelSpec("tiny"),
         sampler=sampler_spec,
-        title=title,
+        title=study.title.value if study is not None else "",
         source=source,
         sha256=sha256,
-        seed=count(cx.diag, found.get("seed"), "seed", minimum=0, default=0, maximum=MAX_SEED),
-        samples=count(cx.diag, found.get("samples"), "samples", minimum=1, default=4),
-        prompts=prompts(cx, found.get("prompts")),
+        seed=count(cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED),
+        samples=count(cx.diag, setting(found, ast.SamplesStmt), "samples", minimum=1, default=4),
+        prompts=prompts(cx, setting(found, ast.PromptsStmt)),
         metrics=measured,
-        device=device(cx, found.get("device")),
+        device=device(cx, setting(found, ast.DeviceStmt)),
         variants=all_variants,
         sweeps=sweeps,
         searches=searches,

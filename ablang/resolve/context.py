@@ -49,7 +49,7 @@ def count(
             f"`{what}` takes a whole number, not {number.text}", number.span, "bad-number"
         )
         return default
-    v = number.value
+    v = int(number.value)
     if v < minimum or (maximum is not None and v > maximum):
         bound = f"at least {minimum}" if v < minimum else f"at most {maximum}"
         diag.error(
@@ -66,12 +66,12 @@ def real(
     diag: Diagnostics,
     number: ast.Number,
     what: str,
-    default,
+    default: float | None,
     *,
     lo: float | None = None,
     hi: float | None = None,
     why: str = "",
-) -> float:
+) -> float | None:
     try:
         v = float(number.value)
     except OverflowError:  # an integer literal beyond float range

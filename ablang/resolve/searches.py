@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ablang import ast
 from ablang.errors import did_you_mean
-from ablang.plan import QUALITY_METRICS, Constraint, Search
+from ablang.plan import QUALITY_METRICS, Constraint, Op, Search
 from ablang.resolve.context import Context, count, real
 from ablang.resolve.selectors import distinct, droppable, select
 from ablang.resolve.windows import windows_of
@@ -36,7 +36,7 @@ def search_of(
         ok = ok and got is not None
         if got is not None:
             constraints.append(got)
-    ops: list[str] = []
+    ops: list[Op] = []
     every = 2
     for op in stmt.ops:
         if op.op not in SEARCH_OPS:

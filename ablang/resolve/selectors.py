@@ -73,7 +73,7 @@ def select_one(cx: Context, sel: ast.Selector) -> list[_Picked] | None:
         for i in idxs:
             if isinstance(i, str):  # no table: as written
                 out.append(_Picked(i, item.span, explicit, None))
-            elif kind == "level":
+            elif kind == "level" and cx.table is not None:
                 out += [_Picked(c.name, item.span, False, c) for c in cx.table.at_level(i)]
             else:
                 out.append(pick(cx, f"{kind}[{i}]", item.span, explicit))
@@ -110,7 +110,7 @@ def indices(cx: Context, kind: str, item: ast.Index, n: int | None) -> list[int 
             )
             return None
     if isinstance(item, ast.IndexAt):
-        i = item.index.value
+        i = int(item.index.value)
         if n is None:
             return [f"{kind}[{i}]"]
         j = i + n if i < 0 else i
@@ -120,7 +120,7 @@ def indices(cx: Context, kind: str, item: ast.Index, n: int | None) -> list[int 
             )
             return None
         return [j]
-    lo, hi = item.lo.value, item.hi.value
+    lo, hi = int(item.lo.value), int(item.hi.value)
     if n is not None:
         lo, hi = (lo + n if lo < 0 else lo), (hi + n if hi < 0 else hi)
     upper = hi + 1 if item.inclusive else hi

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from ablang import ast
 from ablang.errors import did_you_mean
 from ablang.models.kinds import KINDS, MODEL_KINDS
-from ablang.plan import QUALITY_METRICS, ModelSpec, SamplerSpec
+from ablang.plan import QUALITY_METRICS, Device, ModelKindName, ModelSpec, SamplerKind, SamplerSpec
 from ablang.resolve.context import DEFAULT_STEPS, Context, count, real
 
 SAMPLER_KINDS = ("ddpm", "ddim")
@@ -26,6 +28,15 @@ def settings(cx: Context) -> dict[str, ast.Setting]:
         if once.add(stmt.KEY, stmt.span, f"`{stmt.KEY}` is set twice", "duplicate-setting", hint):
             seen[stmt.KEY] = stmt
     return seen
+
+
+S = TypeVar("S", bound=ast.Setting)
+
+
+def setting(found: dict[str, ast.Setting], cls: type[S]) -> S | None:
+    """The study's ``cls`` setting (``ast.SeedStmt``...), None when it has none."""
+    stmt = found.get(cls.KEY)
+    return stmt if isinstance(stmt, cls) else None
 
 
 def model(cx: Context, stmt: ast.ModelStmt) -> ModelSpec | None:
@@ -55,7 +66,7 @@ def model(cx: Context, stmt: ast.ModelStmt) -> ModelSpec | None:
         cx.diag.error(f"model {kind} {problem}", stmt.span, "model-args", hint=f"write `{usage}`")
         return None
     return ModelSpec(
-        kind,
+        cast(ModelKindName, kind),
         stmt.path.value if stmt.path else None,
         stmt.config.value if stmt.config else None,
         span=stmt.span,
@@ -91,7 +102,7 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
             why=f"the model has {limit} diffusion steps to respace" if limit else "",
         )
     if "eta" in values:
-        eta = real(cx.diag, 
+        got = real(cx.diag, 
             values["eta"].value,
             "eta",
             0.0,
@@ -99,6 +110,7 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
             hi=1.0,
             why="0 is deterministic DDIM, 1 has DDPM's variance",
         )
+        eta = 0.0 if got is None else got  # the default is 0.0: never None
         if kind != "ddim":
             cx.diag.error(
                 "`eta` belongs to the ddim sampler",
@@ -121,7 +133,7 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
                 "guidance-unconditional",
                 hint="remove `guidance`",
             )
-    return SamplerSpec(kind, steps, eta, guidance)
+    return SamplerSpec(cast(SamplerKind, kind), steps, eta, guidance)
 
 
 def prompts(cx: Context, stmt: ast.PromptsStmt | None) -> tuple[str, ...]:
@@ -184,7 +196,7 @@ def metrics(cx: Context, stmt: ast.MetricsStmt | None, model: ast.ModelStmt | No
     return tuple(out)
 
 
-def device(cx: Context, stmt: ast.DeviceStmt | None) -> str:
+def device(cx: Context, stmt: ast.DeviceStmt | None) -> Device:
     if stmt is None:
         return "auto"
     name = stmt.device.value
@@ -196,4 +208,4 @@ def device(cx: Context, stmt: ast.DeviceStmt | None) -> str:
             hint=did_you_mean(name, DEVICES) or "devices: cpu, cuda, auto",
         )
         return "auto"
-    return name
+    return cast(Device, name)

@@ -49,7 +49,7 @@ def interventions(
 
 
 def params_of(cx: Context, iv: ast.Intervention) -> tuple[float | None, int | None] | None:
-    if iv.op == "scale":
+    if iv.op == "scale" and iv.factor is not None:
         v = real(cx.diag, iv.factor, "by", None)
         return None if v is None else (v, None)
     if iv.op == "cache":

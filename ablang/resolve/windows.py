@@ -15,13 +15,13 @@ def windows_of(cx: Context, w: ast.Window | None, split: bool) -> list[Window] |
     if w is None:
         return [Window()]
     ok = True
-    for end in (w.lo, w.hi):
-        if not end.is_int:
-            cx.diag.error(f"window ends are whole numbers, not {end.text}", end.span, "bad-number")
+    for bound in (w.lo, w.hi):
+        if not bound.is_int:
+            cx.diag.error(f"window ends are whole numbers, not {bound.text}", bound.span, "bad-number")
             ok = False
     if not ok:
         return None
-    lo, hi = w.lo.value, w.hi.value
+    lo, hi = int(w.lo.value), int(w.hi.value)
     upper = hi + 1 if w.inclusive else hi
     dots = "..=" if w.inclusive else ".."
     if lo < 0:
