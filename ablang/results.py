@@ -110,7 +110,6 @@ def format_metric(name: str, value: float | None) -> str:
     return f"{value:.4g}"
 
 
-
 def slug(name: str, limit: int = 80) -> str:
     """A file-name-safe form of a variant or sweep name: ``drop skip[3]`` -> ``drop-skip-3``."""
     s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
@@ -202,8 +201,13 @@ class SearchResult:
             "name": s.name,
             "objective": s.objective,
             "constraints": [
-                {"metric": c.metric, "cmp": c.cmp, "value": c.value, "relative": c.relative,
-                 "bound": b}
+                {
+                    "metric": c.metric,
+                    "cmp": c.cmp,
+                    "value": c.value,
+                    "relative": c.relative,
+                    "bound": b,
+                }
                 for c, b in zip(s.constraints, self.bounds)
             ],
             "ops": list(s.ops),
@@ -229,5 +233,3 @@ class SearchResult:
             "evaluations": self.evaluations,
             "seconds": self.seconds,
         }
-
-

@@ -114,13 +114,19 @@ def open_journal(session: Session, out: Path, options: RunOptions) -> Journal:
     return Journal(out, fingerprint(session.plan, session.model, options.mode), options.resume)
 
 
-def announce(session: Session, journal: Journal, todo: list[Variant], options: RunOptions, console: Console) -> int:
+def announce(
+    session: Session, journal: Journal, todo: list[Variant], options: RunOptions, console: Console
+) -> int:
     """Print what the run will do; returns the sampler steps it has left."""
     plan, setup, steps = session.plan, session.setup, session.steps
     per_forward = session.images_per_forward
     planned = sum(len(steps) - session.schedule(v).first_active for v in todo)
     planned += 0 if journal.baseline() is not None else len(steps)
-    searches = f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}" if plan.searches else ""
+    searches = (
+        f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}"
+        if plan.searches
+        else ""
+    )
     console.print(
         f"[bold]{plan.title or plan.source}[/]: {len(plan.variants) - 1} variants"
         + searches
@@ -130,11 +136,15 @@ def announce(session: Session, journal: Journal, todo: list[Variant], options: R
     )
     if journal.done:
         console.print(f"resuming: {len(journal.done)} variants already in {journal.path}")
-    console.print(f"{planned} sampler steps x {per_forward} images = {planned * per_forward} Unet image-forwards to go")
+    console.print(
+        f"{planned} sampler steps x {per_forward} images = {planned * per_forward} Unet image-forwards to go"
+    )
     return planned
 
 
-def run_baseline(session: Session, journal: Journal, bars: _Progress, planned: int, console: Console) -> Trajectory:
+def run_baseline(
+    session: Session, journal: Journal, bars: _Progress, planned: int, console: Console
+) -> Trajectory:
     """The baseline's trajectory: from the journal when resuming, else sampled and journaled."""
     baseline = journal.baseline()
     if baseline is not None:
@@ -145,7 +155,9 @@ def run_baseline(session: Session, journal: Journal, bars: _Progress, planned: i
     journal.save_baseline(baseline)
     bars.progress.remove_task(task)
     per_step = baseline.seconds / steps
-    console.print(f"baseline: {baseline.seconds:.1f} s; the rest takes about {per_step * (planned - steps) / 60:.1f} min")
+    console.print(
+        f"baseline: {baseline.seconds:.1f} s; the rest takes about {per_step * (planned - steps) / 60:.1f} min"
+    )
     return baseline
 
 
@@ -170,7 +182,11 @@ def run_variants(
 
 
 def variant_result(
-    session: Session, variant: Variant, samples: Samples, metrics: dict[str, float], baseline: Trajectory
+    session: Session,
+    variant: Variant,
+    samples: Samples,
+    metrics: dict[str, float],
+    baseline: Trajectory,
 ) -> VariantResult:
     """One variant's metrics and cost; the steps before its start ran as the baseline's, so they
     are charged at the baseline's pace."""
@@ -248,7 +264,11 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
     todo = [v for v in plan.variants[1:] if v.name not in journal.done]
     planned = announce(session, journal, todo, options, console)
     per_forward = session.images_per_forward
-    max_chunks = 1 if options.mode == "accelerate" else (options.batch or auto_batch(session.model, per_forward))
+    max_chunks = (
+        1
+        if options.mode == "accelerate"
+        else (options.batch or auto_batch(session.model, per_forward))
+    )
 
     with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
         bars = _Progress(progress, progress.add_task("study", total=planned))
@@ -257,10 +277,16 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
 
     done = journal.done
     # the baseline shares no prefix: all of its steps are its own (start 0), else its time counts twice
-    done["baseline"] = Samples("baseline", baseline.xs[-1], 0, baseline.seconds, len(session.steps) * per_forward)
-    measure = Measure(plan.metrics, session.model, done["baseline"].images, list(session.setup.prompts))
+    done["baseline"] = Samples(
+        "baseline", baseline.xs[-1], 0, baseline.seconds, len(session.steps) * per_forward
+    )
+    measure = Measure(
+        plan.metrics, session.model, done["baseline"].images, list(session.setup.prompts)
+    )
     variants = measure_variants(session, measure, done, baseline)
-    searched, best, found = run_plan_searches(session, options, baseline, measure, max_chunks, done, console)
+    searched, best, found = run_plan_searches(
+        session, options, baseline, measure, max_chunks, done, console
+    )
 
     res = Results(
         plan=plan,

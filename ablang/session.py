@@ -84,7 +84,13 @@ class Session:
         device: str | torch.device = "auto",
     ) -> Session:
         """A session for a model line alone: the plan with no variants that samples it."""
-        plan = Plan(model=spec, sampler=sampler or SamplerSpec(), seed=seed, samples=samples, prompts=prompts)
+        plan = Plan(
+            model=spec,
+            sampler=sampler or SamplerSpec(),
+            seed=seed,
+            samples=samples,
+            prompts=prompts,
+        )
         return cls.from_plan(plan, device)
 
     @cached_property

@@ -114,7 +114,9 @@ def imports(module: str) -> tuple[set[str], set[str]]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 (lazy if in_function else top).update(_target(module, child))
-            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            inner = in_function or isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+            )
             visit(child, inner)
 
     visit(tree, False)
@@ -204,4 +206,3 @@ def test_the_kinds_table_matches_the_plans_model_kinds():
         assert (kind.requires is None) == (kind.install is None)
     assert adapter_class("tiny").__name__ == "TinyAdapter"
     assert KINDS["tiny"].available()
-

@@ -15,8 +15,12 @@ from ablang.session import Session
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...')
-    parser.add_argument("--prompts", default=None, help="comma-separated (tiny: digits); default: the model's")
+    parser.add_argument(
+        "model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...'
+    )
+    parser.add_argument(
+        "--prompts", default=None, help="comma-separated (tiny: digits); default: the model's"
+    )
     parser.add_argument("--n", type=int, default=4, help="images per prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
@@ -36,10 +40,18 @@ def run(args) -> int:
         session = Session.from_model(spec, sampler, prompts, args.n, args.seed, args.device)
         setup, executor = session.setup, session.executor
     except AblangError as e:
-        print(f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        print(
+            f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+            file=sys.stderr,
+        )
         return 2
-    with Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("sampling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task("sampling", total=len(setup.steps))
         traj = executor.baseline(lambda: progress.advance(task))
     nrow = args.n

@@ -90,7 +90,9 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         title=study.title.value if study is not None else "",
         source=source,
         sha256=sha256,
-        seed=count(cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED),
+        seed=count(
+            cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED
+        ),
         samples=count(cx.diag, setting(found, ast.SamplesStmt), "samples", minimum=1, default=4),
         prompts=prompts(cx, setting(found, ast.PromptsStmt)),
         metrics=measured,

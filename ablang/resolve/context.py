@@ -45,9 +45,7 @@ def count(
         return default
     number: ast.Number = node if isinstance(node, ast.Number) else node.value
     if not number.is_int:
-        diag.error(
-            f"`{what}` takes a whole number, not {number.text}", number.span, "bad-number"
-        )
+        diag.error(f"`{what}` takes a whole number, not {number.text}", number.span, "bad-number")
         return default
     v = int(number.value)
     if v < minimum or (maximum is not None and v > maximum):

@@ -8,7 +8,9 @@ from ablang.plan import Emit, Search, Variant
 from ablang.resolve.context import Context
 
 
-def emits(cx: Context, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()) -> tuple[Emit, ...]:
+def emits(
+    cx: Context, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()
+) -> tuple[Emit, ...]:
     # a search's name stands for its best variant, known once the run has searched
     named = [v.name for v in variants if v.origin in ("baseline", "variant")]
     named += [s.name for s in searches]

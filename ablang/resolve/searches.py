@@ -84,8 +84,7 @@ def constraint(cx: Context, c: ast.Constraint, metrics: tuple[str, ...]) -> Cons
             f"unknown metric `{name}`",
             c.metric.span,
             "unknown-metric",
-            hint=did_you_mean(name, QUALITY_METRICS)
-            or "metrics: " + ", ".join(QUALITY_METRICS),
+            hint=did_you_mean(name, QUALITY_METRICS) or "metrics: " + ", ".join(QUALITY_METRICS),
         )
         return None
     if name not in metrics:

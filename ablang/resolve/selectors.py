@@ -146,7 +146,9 @@ def indices(cx: Context, kind: str, item: ast.Index, n: int | None) -> list[int 
     return list(range(lo, upper))
 
 
-def droppable(cx: Context, op: str, picked: list[_Picked], leave_out_wildcards: bool) -> list[_Picked]:
+def droppable(
+    cx: Context, op: str, picked: list[_Picked], leave_out_wildcards: bool
+) -> list[_Picked]:
     """``drop`` of a block whose output shape differs from its input and that has no shortcut
     of its own has no meaning. Named on its own it is an error; picked by a wildcard in a
     sweep or search it is left out of the grid."""

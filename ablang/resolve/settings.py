@@ -93,7 +93,8 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
     steps, eta, guidance = DEFAULT_STEPS, 0.0, None
     if "steps" in values:
         limit = cx.table.num_timesteps if cx.table else None
-        steps = count(cx.diag, 
+        steps = count(
+            cx.diag,
             values["steps"],
             "steps",
             minimum=1,
@@ -102,7 +103,8 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
             why=f"the model has {limit} diffusion steps to respace" if limit else "",
         )
     if "eta" in values:
-        got = real(cx.diag, 
+        got = real(
+            cx.diag,
             values["eta"].value,
             "eta",
             0.0,
@@ -119,7 +121,8 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
                 hint="remove it, or write `sampler ddim ...`",
             )
     if "guidance" in values:
-        guidance = real(cx.diag, 
+        guidance = real(
+            cx.diag,
             values["guidance"].value,
             "guidance",
             None,
@@ -163,7 +166,9 @@ def prompts(cx: Context, stmt: ast.PromptsStmt | None) -> tuple[str, ...]:
     return tuple(p.value for p in stmt.prompts)
 
 
-def metrics(cx: Context, stmt: ast.MetricsStmt | None, model: ast.ModelStmt | None) -> tuple[str, ...]:
+def metrics(
+    cx: Context, stmt: ast.MetricsStmt | None, model: ast.ModelStmt | None
+) -> tuple[str, ...]:
     if stmt is None:
         return DEFAULT_METRICS
     out: list[str] = []

@@ -41,9 +41,7 @@ def interventions(
         return None
     factor, every = params
     out = [
-        Intervention(iv.op, p.name, w, factor, every, span=iv.span)
-        for p in picked
-        for w in windows
+        Intervention(iv.op, p.name, w, factor, every, span=iv.span) for p in picked for w in windows
     ]
     return out, windows
 

@@ -17,7 +17,9 @@ def windows_of(cx: Context, w: ast.Window | None, split: bool) -> list[Window] |
     ok = True
     for bound in (w.lo, w.hi):
         if not bound.is_int:
-            cx.diag.error(f"window ends are whole numbers, not {bound.text}", bound.span, "bad-number")
+            cx.diag.error(
+                f"window ends are whole numbers, not {bound.text}", bound.span, "bad-number"
+            )
             ok = False
     if not ok:
         return None
