@@ -1,22 +1,32 @@
 """ablang: ablation studies of diffusion Unets, written as small ``.abl`` files.
 
-How a study flows, and where each stage lives::
+How a study flows, and where each stage lives (docs/architecture.md has a paragraph per module)::
 
-    study.abl --parse--> AST --resolve--> Plan --compile--> Programs --execute--> Samples --measure--> Results --report-->
-     (text)   parse.py  ast.py resolve.py plan.py compile.py           execute.py           measure.py         report.py
-              syntax_errors.py                 |                       journal.py           cost.py            heatmap.py
-                                               +--emit--> standalone accelerated sampler (emit.py)
-                                               +--search--> the fastest variant within a quality budget (search.py)
+    study.abl --parse--> ast.Study --resolve--> Plan --Session--> model, diffusion, setup, programs
+     (text)   parse.py   ast.py     resolve/   plan.py session.py (models/, diffusion.py,
+              syntax_errors.py      (passes)                       execute.py, compile.py)
+                                                  |
+        --compile--> Schedule, Program --execute--> Samples --measure--> Results --report-->
+          compile.py                     execute.py          measure.py  results.py report.py
+                                         journal.py          cost.py               heatmap.py
+                                                  +--search--> SearchResult (search.py)
+                                                  +--emit--> a standalone sampler (emit.py)
 
 - ``errors.py``: positioned errors for people (file:line:col, the line, a caret, a hint).
 - ``components.py``: the model-independent component table (enc/mid/dec/skip, levels).
+- ``results.py``: the result dataclasses every stage after ``measure`` shares.
 - ``trace.py``: torch.fx tracing of a Unet and the component table read off the graph.
-- ``diffusion.py``: noise schedules, GLIDE-style respacing, DDPM/DDIM steps, guidance.
-- ``models/``: the only model-specific code. ``tiny_unet.py`` is the built-in model (torch
-  only), ``adm_family.py`` what GLIDE, guided-diffusion and the built-in model share, and
+- ``diffusion.py``: noise schedules, GLIDE-style respacing, DDPM/DDIM steps.
+- ``models/``: the only model-specific code. ``kinds.py`` is the table of model kinds,
+  ``registry.py`` picks the adapter; ``tiny_unet.py`` is the built-in model (torch only),
+  ``adm_family.py`` what GLIDE, guided-diffusion and the built-in model share, and
   ``tiny.py``/``adm.py``/``glide.py``/``diffusers_unet.py`` the adapters.
+- ``session.py``: one plan's model, diffusion, setup, programs, executor and FLOP counter.
 - ``fmt.py`` formats studies, ``lexer.py`` highlights them, ``train.py`` trains ``tiny``.
-- ``run.py`` wires the stages for ``ablang run``; ``cli.py`` + ``commands/`` are the command line.
+- ``run.py`` runs a plan as a sequence of named steps (``ablang run``); ``cli.py`` +
+  ``commands/`` are the command line.
+
+``tests/test_imports.py`` keeps this order: no module imports a later stage, and no import cycle.
 """
 
 __version__ = "0.1.0"
