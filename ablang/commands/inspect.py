@@ -16,16 +16,20 @@ from rich.table import Table
 
 from ablang.components import ComponentTable
 from ablang.errors import AblangError, AblangErrors, as_list, render_errors
+from ablang.models.kinds import KINDS
 from ablang.parse import parse
 from ablang.plan import ModelSpec
 from ablang.resolve import model_spec
 from ablang.session import component_table
 
+# `model tiny`, `model glide "PATH"`, ... without the leading `model`
+MODEL_HELP = "as in a study's model line: " + " | ".join(
+    k.syntax.removeprefix("model ") for k in KINDS.values()
+)
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...'
-    )
+    parser.add_argument("model", nargs="+", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
 
 

@@ -8,16 +8,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ablang.commands.inspect import parse_model
+from ablang.commands.inspect import MODEL_HELP, parse_model
 from ablang.errors import AblangError
 from ablang.plan import SamplerSpec
 from ablang.session import Session
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...'
-    )
+    parser.add_argument("model", nargs="+", metavar="MODEL", help=MODEL_HELP)
     parser.add_argument(
         "--prompts", default=None, help="comma-separated (tiny: digits); default: the model's"
     )
