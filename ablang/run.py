@@ -253,6 +253,44 @@ def emit_samplers(session: Session, found: dict[str, Variant], console: Console)
         console.print(f"emitted sampler for {e.variant!r}: {path}")
 
 
+def max_chunks_of(session: Session, options: RunOptions) -> int:
+    """Variants per batched forward: one in accelerate mode (its shortcuts really save time)."""
+    if options.mode == "accelerate":
+        return 1
+    return options.batch or auto_batch(session.model, session.images_per_forward)
+
+
+def baseline_samples(session: Session, baseline: Trajectory) -> Samples:
+    """The baseline as measure sees it. It shares no prefix: all of its steps are its own
+    (start 0), else its time would count twice."""
+    forwards = len(session.steps) * session.images_per_forward
+    return Samples("baseline", baseline.xs[-1], 0, baseline.seconds, forwards)
+
+
+def collect_results(
+    session: Session,
+    options: RunOptions,
+    variants: list[VariantResult],
+    searched: list[SearchResult],
+    seconds: float,
+) -> Results:
+    setup = session.setup
+    return Results(
+        plan=session.plan,
+        model_label=session.model.label,
+        model_checksum=session.model.checksum,
+        timesteps=tuple(s.t for s in session.steps),
+        guidance=setup.guidance,
+        prompts=setup.prompts,
+        seeds=setup.seeds,
+        mode=options.mode,
+        variants=tuple(variants),
+        seconds=seconds,
+        versions=versions(),
+        searches=tuple(searched),
+    )
+
+
 def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) -> Results:
     """Run every variant of ``plan``, measure them, run its searches, write the report and emit
     its samplers; returns the ``Results``."""
@@ -263,44 +301,22 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
     journal = open_journal(session, out, options)
     todo = [v for v in plan.variants[1:] if v.name not in journal.done]
     planned = announce(session, journal, todo, options, console)
-    per_forward = session.images_per_forward
-    max_chunks = (
-        1
-        if options.mode == "accelerate"
-        else (options.batch or auto_batch(session.model, per_forward))
-    )
-
+    max_chunks = max_chunks_of(session, options)
     with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
         bars = _Progress(progress, progress.add_task("study", total=planned))
         baseline = run_baseline(session, journal, bars, planned, console)
         run_variants(session, journal, baseline, todo, options.mode, max_chunks, bars)
 
     done = journal.done
-    # the baseline shares no prefix: all of its steps are its own (start 0), else its time counts twice
-    done["baseline"] = Samples(
-        "baseline", baseline.xs[-1], 0, baseline.seconds, len(session.steps) * per_forward
-    )
-    measure = Measure(
-        plan.metrics, session.model, done["baseline"].images, list(session.setup.prompts)
-    )
+    done["baseline"] = baseline_samples(session, baseline)
+    prompts = list(session.setup.prompts)
+    measure = Measure(plan.metrics, session.model, done["baseline"].images, prompts)
     variants = measure_variants(session, measure, done, baseline)
     searched, best, found = run_plan_searches(
         session, options, baseline, measure, max_chunks, done, console
     )
-
-    res = Results(
-        plan=plan,
-        model_label=session.model.label,
-        model_checksum=session.model.checksum,
-        timesteps=tuple(s.t for s in session.steps),
-        guidance=session.setup.guidance,
-        prompts=session.setup.prompts,
-        seeds=session.setup.seeds,
-        mode=options.mode,
-        variants=tuple(variants + best),
-        seconds=time.perf_counter() - started,
-        versions=versions(),
-        searches=tuple(searched),
+    res = collect_results(
+        session, options, variants + best, searched, time.perf_counter() - started
     )
     files = write_report(res, out, {v.name: done[v.name].images for v in res.variants})
     print_report(res, console, out, files)
