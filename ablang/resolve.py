@@ -100,6 +100,21 @@ class _Picked:
     component: Component | None
 
 
+# Model kinds whose conditioning has an unconditional half (a null class, an empty prompt), so
+# that classifier-free guidance can push away from it.
+GUIDABLE_KINDS = frozenset({"tiny", "glide"})
+
+
+def unguidable(guidance: float, model_kind: str | None) -> str | None:
+    """Why ``guidance`` cannot be applied to a model of ``model_kind``, or None when it can."""
+    if guidance == 1.0 or model_kind is None or model_kind in GUIDABLE_KINDS:
+        return None
+    return (
+        f"guidance {guidance:g} needs an unconditional prediction, and `{model_kind}` models have "
+        "none (no null class or empty prompt was trained): only guidance 1 samples them"
+    )
+
+
 class _Resolver:
     def __init__(self, study: ast.Study, table: ComponentTable | None) -> None:
         self.study = study
@@ -110,6 +125,7 @@ class _Resolver:
         )
         self.errors: list[AblangError] = []
         self.steps = DEFAULT_STEPS  # the sampler's, once known; bounds `for step` windows
+        self.model_kind: str | None = None
 
     def error(
         self, message: str, span: Span | None, code: str, hint: str | None = None, notes=()
@@ -128,6 +144,7 @@ class _Resolver:
                 "missing-model",
                 hint="add a line such as `model tiny`",
             )
+        self.model_kind = model.kind if model else None
         sampler = self.sampler(settings.get("sampler"))
         self.steps = sampler.steps
         metrics = self.metrics(settings.get("metrics"), settings.get("model"))
@@ -276,6 +293,9 @@ class _Resolver:
                     "guidance-unconditional",
                     hint="remove `guidance`",
                 )
+            elif guidance is not None and (why := unguidable(guidance, self.model_kind)):
+                self.error(why, values["guidance"].span, "guidance-unavailable",
+                           hint="remove `guidance` (or write `guidance 1`)")
         return SamplerSpec(kind, steps, eta, guidance)
 
     def count(
