@@ -175,7 +175,9 @@ def _ranges(indices: list[int]) -> list[str]:
 
 def _schedule_rows(rows: list[tuple[float, ...]]) -> str:
     """One line per step (kept as a table: ``fmt: off``)."""
-    body = "\n".join(f"    ({', '.join(repr(v) for v in row)}),  # step {k}" for k, row in enumerate(rows))
+    body = "\n".join(
+        f"    ({', '.join(repr(v) for v in row)}),  # step {k}" for k, row in enumerate(rows)
+    )
     return f"# fmt: off\nSCHEDULE = (\n{body}\n)\n# fmt: on"
 
 
@@ -217,32 +219,38 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     imports, body = runtime_parts()
     parts = [
         _DOC.format(header=HEADER, version=ablang.__version__),
-        imports + "\n".join(emit["imports"]),
-        f"STUDY = {plan.source!r}\n"
-        f"TITLE = {plan.title or ''!r}\n"
-        f"VARIANT = {variant.name!r}\n"
-        f"INTERVENTIONS = {tuple(iv.label() for iv in variant.interventions)!r}\n"
-        f"REGENERATE = {regenerate!r}\n"
-        f"MODEL = {model.label!r}",
+        imports + "\n" + "\n".join(emit["imports"]),
+        (
+            f"STUDY = {plan.source!r}\n"
+            f"TITLE = {plan.title or ''!r}\n"
+            f"VARIANT = {variant.name!r}\n"
+            f"INTERVENTIONS = {tuple(iv.label() for iv in variant.interventions)!r}\n"
+            f"REGENERATE = {regenerate!r}\n"
+            f"MODEL = {model.label!r}"
+        ),
         _section("the model"),
-        f"WEIGHTS = {emit['weights']!r}\n"
-        f"CHECKSUM = {model.checksum!r}  # sha256 of the weights, checked before sampling\n"
-        f"WEIGHT_PATTERNS = {tuple(emit.get('weight_patterns', ()))!r}  # files of a weights dir\n"
-        f"IMAGE_SHAPE = {tuple(model.image_shape)!r}\n"
-        f"CHANNELS_LAST = {model.channels_last!r}  # faster small convolutions on CPU\n"
-        f"DEFAULT_PROMPTS = {tuple(model.default_prompts)!r}\n"
-        f"GUIDANCE = {setup.guidance!r}",
+        (
+            f"WEIGHTS = {emit['weights']!r}\n"
+            f"CHECKSUM = {model.checksum!r}  # sha256 of the weights, checked before sampling\n"
+            f"WEIGHT_PATTERNS = {tuple(emit.get('weight_patterns', ()))!r}  # files of a weights dir\n"
+            f"IMAGE_SHAPE = {tuple(model.image_shape)!r}\n"
+            f"CHANNELS_LAST = {model.channels_last!r}  # faster small convolutions on CPU\n"
+            f"DEFAULT_PROMPTS = {tuple(model.default_prompts)!r}\n"
+            f"GUIDANCE = {setup.guidance!r}"
+        ),
         emit["source"].strip(),
         _section("the Unet, one function per program"),
         *(function_source(p, n) for p, n in zip(progs, names)),
-        "# PROGRAMS[k] runs at the steps listed beside it; PROGRAM_OF_STEP[i] is step i's program\n"
-        "# (step 0 is the first, noisiest step). Program k reads the cached values of\n"
-        "# CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k]) and returns those of CACHE_OUTPUTS[k].\n"
-        f"PROGRAMS = (\n{listed}\n)\n"
-        f"PROGRAM_OF_STEP = {of_step!r}\n"
-        f"CACHE_INPUTS = {tuple(p.cache_inputs for p in progs)!r}\n"
-        f"CACHE_ARGS = {tuple(tuple(map(cache_input_name, p.cache_inputs)) for p in progs)!r}\n"
-        f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}",
+        (
+            "# PROGRAMS[k] runs at the steps listed beside it; PROGRAM_OF_STEP[i] is step i's program\n"
+            "# (step 0 is the first, noisiest step). Program k reads the cached values of\n"
+            "# CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k]) and returns those of CACHE_OUTPUTS[k].\n"
+            f"PROGRAMS = (\n{listed}\n)\n"
+            f"PROGRAM_OF_STEP = {of_step!r}\n"
+            f"CACHE_INPUTS = {tuple(p.cache_inputs for p in progs)!r}\n"
+            f"CACHE_ARGS = {tuple(tuple(map(cache_input_name, p.cache_inputs)) for p in progs)!r}\n"
+            f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}"
+        ),
         _section("the schedule")
         + f"\n# {len(table)} {table.kind.upper()} steps, {table.variance} variance. One row per"
         f" step, in visiting order:\n# (t, {', '.join(runtime.COLUMNS)})\n"

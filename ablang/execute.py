@@ -67,7 +67,9 @@ def make_setup(plan: Plan, model: LoadedModel, diffusion: Diffusion) -> RunSetup
     per_sample, seeds = runtime.per_sample(
         plan.prompts or model.default_prompts, plan.samples, plan.seed
     )
-    guidance = plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance
+    guidance = (
+        plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance
+    )
     return RunSetup(
         prompts=tuple(per_sample),
         seeds=tuple(seeds),
@@ -177,13 +179,19 @@ class Executor:
         half = value.shape[0] // 2
         return torch.cat([value[k * n : (k + 1) * n], value[half + k * n : half + (k + 1) * n]])
 
-    def _gather(self, comp: str, caches: list[dict[str, torch.Tensor]], rules: list[RuleSet]) -> torch.Tensor:
+    def _gather(
+        self, comp: str, caches: list[dict[str, torch.Tensor]], rules: list[RuleSet]
+    ) -> torch.Tensor:
         """The cached values of ``comp`` for a batched reuse step; chunks that are not reusing it
         get zeros (their mask ignores them)."""
         parts = []
-        like = next(c[comp] for c, rs in zip(caches, rules) if Rule(comp, "cache", phase="reuse") in rs)
+        like = next(
+            c[comp] for c, rs in zip(caches, rules) if Rule(comp, "cache", phase="reuse") in rs
+        )
         for c, rs in zip(caches, rules):
-            parts.append(c[comp] if Rule(comp, "cache", phase="reuse") in rs else torch.zeros_like(like))
+            parts.append(
+                c[comp] if Rule(comp, "cache", phase="reuse") in rs else torch.zeros_like(like)
+            )
         if not self.doubled:
             return torch.cat(parts)
         n = self.n
@@ -201,9 +209,9 @@ class Executor:
             return self.output(x, steps[k], [frozenset()], [{}], "accelerate")
 
         start = t0 = time.perf_counter()
-        for _, x in runtime.sample_loop(self.table, x, self.noise, output):
+        for _, after in runtime.sample_loop(self.table, x, self.noise, output):
             times.append(time.perf_counter() - t0)
-            xs.append(x.cpu())
+            xs.append(after.cpu())
             if on_step:
                 on_step()
             t0 = time.perf_counter()
@@ -230,15 +238,14 @@ class Executor:
 
         before = self.evaluations
         t0 = time.perf_counter()
-        for _, x in runtime.sample_loop(self.table, x, self.noise, output, start):
+        final = x
+        for _, final in runtime.sample_loop(self.table, x, self.noise, output, start):
             if on_step:
                 on_step()
         seconds = (time.perf_counter() - t0) / len(variants)
         evals = (self.evaluations - before) // len(variants)
-        images = x.cpu().chunk(len(variants)) if len(variants) > 1 else (x.cpu(),)
-        return [
-            Samples(v.name, img, start, seconds, evals) for v, img in zip(variants, images)
-        ]
+        images = final.cpu().chunk(len(variants)) if len(variants) > 1 else (final.cpu(),)
+        return [Samples(v.name, img, start, seconds, evals) for v, img in zip(variants, images)]
 
 
 def batches(

@@ -288,9 +288,10 @@ def sample_programs(
         t = model_timesteps(table, k, x.shape[0], x.device)
         return guided_output(unet, x, t, cond, uncond, guidance, x.shape[1], channels_last)
 
-    for _, x in sample_loop(table, x, noise, model_output):
+    last = x
+    for _, last in sample_loop(table, x, noise, model_output):
         pass
-    return x
+    return last
 
 
 # ---------------------------------------------------------------------------- files
@@ -341,4 +342,3 @@ def save_grid(images: torch.Tensor, path: str, nrow: int) -> None:
         r, col = divmod(k, nrow)
         grid[:, r * h : (r + 1) * h, col * w : (col + 1) * w] = x[k]
     Image.fromarray(grid.permute(1, 2, 0).squeeze(-1).numpy()).save(path)
-

@@ -52,7 +52,8 @@ def loaded(unet: TinyUnet, weights: str = "") -> LoadedModel:
         y = tiny.labels(prompts).to(device)
         return {"y": y}, {"y": torch.full_like(y, 10)}
 
-    return LoadedModel("tiny", unet, traced, DiffusionSpec(), (1, 32, 32), "random", 3.0,
+    checksum = tiny.sha256(Path(weights)) if weights else "random"  # what emitted samplers verify
+    return LoadedModel("tiny", unet, traced, DiffusionSpec(), (1, 32, 32), checksum, 3.0,
                        tiny.DIGITS, make_cond,
                        emit={"imports": ["from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig"],
                              "weights": weights, "source": tiny.EMIT_SOURCE})

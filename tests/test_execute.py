@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import make_plan, t_window, variant
 
-from ablang.compile import schedule
 from ablang import runtime
+from ablang.compile import schedule
 from ablang.diffusion import Diffusion
 from ablang.execute import Executor, batches, make_setup
 from ablang.plan import Intervention, Window
