@@ -48,6 +48,7 @@ class RunOptions:
     device: Literal["cpu", "cuda", "auto"] | None = None  # None: the study's ``device`` setting
     batch: int = 0  # measure mode: variants per batched forward (0 = sized automatically)
     emit: bool = True  # write the study's ``emit`` samplers after the run
+    force: bool = False  # the emits may replace files that ablang did not generate
 
 
 def pick_device(setting: str) -> torch.device:
@@ -230,6 +231,6 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
 
         for e in plan.emits:
             variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
-            path = emit_sampler(plan, variant, model, Path(e.path), programs)
+            path = emit_sampler(plan, variant, model, Path(e.path), programs, force=options.force)
             console.print(f"emitted sampler for {e.variant!r}: {path}")
     return res

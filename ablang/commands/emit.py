@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
                              "the variant, else build/<study>_<variant>.py)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                         help="where the model is loaded while emitting (the sampler takes --device itself)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT.py even when it is not a sampler ablang generated")
 
 
 def default_path(plan: Plan, variant: str) -> Path:
@@ -105,7 +107,7 @@ def run(args) -> int:
     try:
         model = load_adapter(plan.model).load(pick_device(args.device))
         programs = ProgramCache(model.traced)
-        path = emit_sampler(plan, variant, model, out, programs)
+        path = emit_sampler(plan, variant, model, out, programs, force=args.force)
         base, flops = flop_speedup(plan, variant, model, programs)
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)

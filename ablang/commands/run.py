@@ -22,6 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     parser.add_argument("--batch", type=int, default=0, help="measure mode: variants per batched forward (0: auto)")
     parser.add_argument("--no-emit", action="store_true", help="do not write the study's emit samplers")
+    parser.add_argument("--force", action="store_true",
+                        help="let the study's emits replace files that ablang did not generate")
 
 
 def run(args) -> int:
@@ -33,7 +35,7 @@ def run(args) -> int:
         print(f"{args.study}: error: cannot run: the model is not available: {checked.unavailable}", file=sys.stderr)
         return 2
     options = RunOptions(out=args.out, mode=args.mode, resume=args.resume, device=args.device,
-                         batch=args.batch, emit=not args.no_emit)
+                         batch=args.batch, emit=not args.no_emit, force=args.force)
     try:
         # logs and CI are not terminals: give the table room rather than rich's 80 columns
         console = Console() if sys.stdout.isatty() else Console(width=150)
