@@ -247,3 +247,81 @@ def test_config_family_and_variance_keys():
 
     with pytest.raises(ModelUnavailable, match="family"):
         AdmConfig.from_dict({"family": "openai"})
+
+
+# --------------------------------------------------------------------------- GLIDE
+
+GLIDE_SMALL = {  # the published base's options with a small Unet and text transformer
+    "image_size": 16,
+    "num_channels": 32,
+    "num_res_blocks": 1,
+    "channel_mult": "1,2",
+    "num_head_channels": 16,
+    "attention_resolutions": "8",
+    "xf_width": 32,
+    "xf_layers": 1,
+    "xf_heads": 2,
+    "text_ctx": 16,
+    "dropout": 0.0,
+}
+
+
+@pytest.mark.parametrize("steps", [10, 21])
+def test_glide_baseline_equals_the_notebooks_guided_p_sample_loop(tmp_path, monkeypatch, steps):
+    """GLIDE's notebook: ``p_sample_loop`` on the doubled batch with its guidance ``model_fn``."""
+    pytest.importorskip("glide_text2im", reason="needs glide-text2im (not on PyPI)")
+    from ablang.models.glide import build_model, options
+    from ablang.models.registry import load_adapter
+
+    opts = options(GLIDE_SMALL)
+    model = build_model(opts)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():  # GLIDE zero-initialises its output convolutions
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    (tmp_path / "small.json").write_text(json.dumps(GLIDE_SMALL))
+    torch.save(model.state_dict(), tmp_path / "small.pt")
+    spec = ModelSpec("glide", str(tmp_path / "small.pt"), str(tmp_path / "small.json"))
+    loaded = load_adapter(spec).load(torch.device("cpu"))
+    plan = Plan(
+        model=spec,
+        sampler=SamplerSpec("ddpm", steps, 0.0, 3.0),
+        prompts=("an oil painting of a corgi",),
+        samples=2,
+        variants=(Variant("baseline", (), "baseline"),),
+        source="glide.abl",
+    )
+    diffusion = Diffusion(loaded.diffusion, steps)
+    ex = Executor(loaded, diffusion, make_setup(plan, loaded, diffusion), torch.device("cpu"))
+    ours = ex.baseline().xs[-1]
+
+    from glide_text2im.model_creation import create_model_and_diffusion
+
+    _, ref = create_model_and_diffusion(**{**opts, "timestep_respacing": str(steps)})
+    assert diffusion.timesteps == ref.timestep_map
+    guidance_scale = 3.0
+
+    def model_fn(x_t, ts, **kwargs):  # verbatim from notebooks/text2im.ipynb
+        half = x_t[: len(x_t) // 2]
+        combined = torch.cat([half, half], dim=0)
+        model_out = model(combined, ts, **kwargs)
+        eps, rest = model_out[:, :3], model_out[:, 3:]
+        cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+        half_eps = uncond_eps + guidance_scale * (cond_eps - uncond_eps)
+        eps = torch.cat([half_eps, half_eps], dim=0)
+        return torch.cat([eps, rest], dim=1)
+
+    kwargs = {k: torch.cat([ex.cond[k], ex.uncond[k]]) for k in ("tokens", "mask")}
+    monkeypatch.setattr(torch, "randn_like", FeedNoise(torch.cat([ex.noise, ex.noise], dim=1)))
+    with torch.no_grad():
+        full = ref.p_sample_loop(
+            model_fn,
+            (4, 3, 16, 16),
+            noise=torch.cat([ex.x_T, ex.x_T]),
+            device="cpu",
+            clip_denoised=True,
+            model_kwargs=kwargs,
+        )
+    theirs = full[:2]
+    assert torch.isfinite(ours).all() and ours.std() > 0.05
+    assert (ours - theirs).abs().max().item() == 0.0, (ours - theirs).abs().max().item()
