@@ -219,8 +219,8 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     imports, body = runtime_parts()
     parts = [
         _DOC.format(header=HEADER, version=ablang.__version__),
-        imports + "\n" + "\n".join(emit["imports"]),
         (
+            imports + "\n" + "\n".join(emit["imports"]) + "\n\n"  # isort: one blank line
             f"STUDY = {plan.source!r}\n"
             f"TITLE = {plan.title or ''!r}\n"
             f"VARIANT = {variant.name!r}\n"
@@ -265,18 +265,21 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
 
 
 def format_source(src: str) -> str:
-    """Format with ruff when it is installed; the source is valid Python either way."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "ruff", "format", "--line-length", "100", "-"],
-            input=src,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout
-    except (OSError, subprocess.CalledProcessError):
-        return src
+    """Sort the imports (the model's join the runtime's) and format, with ruff when it is
+    installed; the source is valid Python either way."""
+    ruff = [sys.executable, "-m", "ruff"]
+    for args in (
+        ["check", "--isolated", "--select", "I", "--fix-only", "--exit-zero", "-q", "-"],
+        ["format", "--isolated", "--line-length", "100", "-"],
+    ):
+        try:
+            done = subprocess.run(
+                ruff + args, input=src, capture_output=True, text=True, check=True
+            )
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        src = done.stdout or src
+    return src
 
 
 def is_generated(path: Path) -> bool:

@@ -26,11 +26,12 @@ import time
 import torch
 
 from ablang.diffusion import Diffusion, steps_of
-from ablang.runtime import make_noise, step as runtime_step
 from ablang.execute import Executor, RunSetup, make_setup
 from ablang.models.base import LoadedModel
 from ablang.models.registry import load_adapter
 from ablang.plan import ModelSpec, Plan, SamplerSpec
+from ablang.runtime import make_noise
+from ablang.runtime import step as runtime_step
 
 GUIDANCE = 3.0
 DIGITS = tuple(str(d) for d in range(10))

@@ -19,7 +19,9 @@ try:  # the reference implementation (a dev dependency: guided-diffusion-sdk)
 except ImportError:  # pragma: no cover
     gd = None
 
-needs_reference = pytest.mark.skipif(gd is None, reason="needs guided-diffusion-sdk as the reference")
+needs_reference = pytest.mark.skipif(
+    gd is None, reason="needs guided-diffusion-sdk as the reference"
+)
 
 SHAPE = (2, 1, 8, 8)
 
@@ -168,6 +170,7 @@ def test_ddim_eta_zero_is_deterministic_and_eta_adds_noise():
     d = Diffusion(DiffusionSpec(), 10)
     x, eps = tensors(5)
     n1, n2 = torch.zeros(SHAPE), torch.ones(SHAPE)
+
     def ddim(n, eta):
         return chain_step(d, 5, x, eps, n, "ddim", eta)
 
@@ -237,9 +240,13 @@ def test_guidance_keeps_the_conditional_variance_channels():
 
     x, _ = tensors(10)
     t = torch.tensor([1, 1])
-    out = guided(model, 2.0, channels=1)(x, t, {"y": torch.tensor([3, 7])}, {"y": torch.tensor([10, 10])})
+    out = guided(model, 2.0, channels=1)(
+        x, t, {"y": torch.tensor([3, 7])}, {"y": torch.tensor([10, 10])}
+    )
     assert out.shape == (2, 2, 8, 8)
-    torch.testing.assert_close(out[:, 1:], torch.tensor([3.0, 7.0])[:, None, None, None].expand(2, 1, 8, 8))
+    torch.testing.assert_close(
+        out[:, 1:], torch.tensor([3.0, 7.0])[:, None, None, None].expand(2, 1, 8, 8)
+    )
 
 
 # --------------------------------------------------------------------------- noise
