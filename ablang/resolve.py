@@ -294,8 +294,12 @@ class _Resolver:
                     hint="remove `guidance`",
                 )
             elif guidance is not None and (why := unguidable(guidance, self.model_kind)):
-                self.error(why, values["guidance"].span, "guidance-unavailable",
-                           hint="remove `guidance` (or write `guidance 1`)")
+                self.error(
+                    why,
+                    values["guidance"].span,
+                    "guidance-unavailable",
+                    hint="remove `guidance` (or write `guidance 1`)",
+                )
         return SamplerSpec(kind, steps, eta, guidance)
 
     def count(
@@ -961,7 +965,9 @@ class _Resolver:
                 return None
         return Constraint(name, c.cmp, value, c.percent, span=c.span)
 
-    def emits(self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()) -> tuple[Emit, ...]:
+    def emits(
+        self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()
+    ) -> tuple[Emit, ...]:
         # a search's name stands for its best variant, known once the run has searched
         named = [v.name for v in variants if v.origin in ("baseline", "variant")]
         named += [s.name for s in searches]
