@@ -1,38 +1,37 @@
-"""Gaussian diffusion for sampling: schedules, GLIDE-style respacing, DDPM and DDIM steps.
+"""Gaussian diffusion schedules: betas, GLIDE / guided-diffusion respacing, and the per-step
+coefficient tables the sampler runtime (``ablang/runtime.py``) consumes.
 
 Conventions follow openai's improved-diffusion / guided-diffusion / GLIDE, so that ablang's
-images for GLIDE match GLIDE's own sampler:
+images equal each family's own sampler (``tests/test_reference_adm.py``):
 
-- ``t`` is on the training scale, 0 (clean) .. T-1 (pure noise); the model is always called with
-  the original ``t`` of a respaced step (``rescale_timesteps=False``, as in GLIDE).
-- ``space_timesteps(1000, 100)`` keeps ``round(i * 999 / 99)``: 0, 10, ..., 989, 999.
-- The model predicts epsilon; with ``learn_sigma`` its extra channels interpolate the log variance
-  between the posterior variance and beta (``LEARNED_RANGE``); otherwise the variance is the
-  posterior's (``FIXED_SMALL``). ``x0`` predictions are clipped to [-1, 1].
-- Classifier-free guidance doubles the batch: ``[cond; uncond]``, then
-  ``eps = uncond + g * (cond - uncond)``; the variance channels come from the conditional half.
+- ``t`` is on the training scale, 0 (clean) .. T-1 (pure noise). The model sees the original
+  ``t`` of a respaced step, or with ``rescale_timesteps`` ``float(t) * 1000 / T``.
+- ``space_timesteps(1000, 100)`` is guided-diffusion's, stride accumulated in floating point:
+  0, 10, ..., 989, 999.
+- The model predicts epsilon. Its variance is ``learned_range`` (extra channels interpolate the
+  log variance between the posterior's and beta), ``fixed_small`` (the posterior's) or
+  ``fixed_large`` (beta, its first entry the posterior's). ``x0`` predictions are clipped.
 
-The progressive loop lives with the executor; this module gives one step at a time, so the
-executor can switch programs per step.
+All schedule arithmetic is float64 numpy, in the reference's order of operations; the runtime
+rounds to float32 where the reference's ``_extract_into_tensor`` does.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t) -> model output
+from ablang.runtime import StepTable
 
 
-def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
-    """Nichol & Dhariwal's cosine schedule."""
+def cosine_betas(num_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal's cosine schedule, written as guided-diffusion writes it (same floats)."""
 
     def alpha_bar(u: float) -> float:
-        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
 
     return np.array(
         [
@@ -49,23 +48,39 @@ def linear_betas(num_timesteps: int) -> np.ndarray:
 
 
 def space_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """The training timesteps a respaced sampler visits, ascending (GLIDE's ``space_timesteps``
-    with one section)."""
+    """The training timesteps a respaced sampler visits, ascending: guided-diffusion's
+    ``space_timesteps(num_timesteps, [steps])``, whose stride accumulates in floating point (so
+    21 steps of 1000 visit t = 499, not 500)."""
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"cannot respace {num_timesteps} timesteps to {steps} steps")
-    if steps == 1:
-        return [0]
-    stride = (num_timesteps - 1) / (steps - 1)
-    return sorted({round(i * stride) for i in range(steps)})
+    stride = 1.0 if steps <= 1 else (num_timesteps - 1) / (steps - 1)
+    taken, at = [], 0.0
+    for _ in range(steps):
+        taken.append(round(at))
+        at += stride
+    return sorted(set(taken))
 
 
 @dataclass(frozen=True)
 class DiffusionSpec:
-    """What a model was trained with. ``schedule`` is "cosine" or "linear"."""
+    """What a model was trained with. ``schedule`` is "cosine" or "linear".
+
+    The defaults are the built-in model's (fixed small variance, integer timesteps); each
+    adapter states its family's: guided-diffusion's ``create_model_and_diffusion`` samples
+    ``learn_sigma: false`` models with the *large* fixed variance unless ``sigma_small``.
+    """
 
     num_timesteps: int = 1000
     schedule: str = "cosine"
     learn_sigma: bool = False
+    sigma_small: bool = True  # without learn_sigma: fixed_small (True) or fixed_large
+    rescale_timesteps: bool = False  # the model sees float(t) * 1000 / num_timesteps
+
+    @property
+    def variance(self) -> str:
+        if self.learn_sigma:
+            return "learned_range"
+        return "fixed_small" if self.sigma_small else "fixed_large"
 
     def betas(self) -> np.ndarray:
         if self.schedule == "cosine":
@@ -77,16 +92,17 @@ class DiffusionSpec:
 
 class Diffusion:
     """Coefficients of one (possibly respaced) chain. Index ``i`` runs over the chain's own steps
-    (0 = least noisy); ``timesteps[i]`` is the training ``t`` the model sees."""
+    (0 = least noisy); ``timesteps[i]`` is the training ``t`` the model sees. ``steps=None`` is
+    the training chain; a step count (even T) is a respaced sampling chain."""
 
     def __init__(self, spec: DiffusionSpec, steps: int | None = None) -> None:
         self.spec = spec
         base = spec.betas()
         acp_full = np.cumprod(1.0 - base)
-        if steps is None or steps == spec.num_timesteps:
+        if steps is None:  # the training process itself
             self.timesteps = list(range(spec.num_timesteps))
             betas = base
-        else:
+        else:  # as guided-diffusion's SpacedDiffusion, even for all steps: same floats
             self.timesteps = space_timesteps(spec.num_timesteps, steps)
             last, new = 1.0, []
             for t in self.timesteps:
@@ -99,7 +115,7 @@ class Diffusion:
         self.alphas_cumprod, self.alphas_cumprod_prev = acp, acp_prev
         self.sqrt_recip_acp = np.sqrt(1.0 / acp)
         self.sqrt_recipm1_acp = np.sqrt(1.0 / acp - 1)
-        post_var = betas * (1.0 - acp_prev) / (1.0 - acp)
+        self.post_var = post_var = betas * (1.0 - acp_prev) / (1.0 - acp)
         # the posterior variance is 0 at the chain's start; clip the log as improved-diffusion does
         self.post_log_var = np.log(np.append(post_var[1], post_var[1:]))
         self.post_coef1 = betas * np.sqrt(acp_prev) / (1.0 - acp)
@@ -120,92 +136,37 @@ class Diffusion:
         b = (1 - acp).sqrt().float().to(x0.device)[:, None, None, None]
         return a * x0 + b * noise
 
-    def _split(self, out: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.spec.learn_sigma:
-            return out[:, :channels], out[:, channels:]
-        return out, None
+    def fixed_log_var(self) -> np.ndarray:
+        """The fixed variance's log per chain step (guided-diffusion's p_mean_variance)."""
+        if self.spec.variance == "fixed_large":
+            return np.log(np.append(self.post_var[1], self.betas[1:]))
+        return self.post_log_var
 
-    def predict_x0(self, x: torch.Tensor, i: int, eps: torch.Tensor) -> torch.Tensor:
-        return (self.sqrt_recip_acp[i] * x - self.sqrt_recipm1_acp[i] * eps).clamp(-1, 1)
+    def table(self, kind: str = "ddpm", eta: float = 0.0) -> StepTable:
+        """The runtime's per-step numbers, in visiting order (chain index ``len - 1`` first)."""
+        if kind not in ("ddpm", "ddim"):
+            raise ValueError(f"unknown sampler {kind!r}")
+        order = list(range(len(self) - 1, -1, -1))
 
-    def ddpm_step(
-        self, x: torch.Tensor, i: int, out: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
-        """Ancestral step from chain step ``i`` to ``i - 1``; ``out`` is the (guided) model output."""
-        eps, v = self._split(out, x.shape[1])
-        x0 = self.predict_x0(x, i, eps)
-        mean = self.post_coef1[i] * x0 + self.post_coef2[i] * x
-        if v is None:
-            log_var: torch.Tensor | float = float(self.post_log_var[i])
-        else:
-            frac = (v + 1) / 2
-            log_var = frac * math.log(self.betas[i]) + (1 - frac) * float(self.post_log_var[i])
-        if i == 0:
-            return mean
-        std = torch.exp(0.5 * torch.as_tensor(log_var, dtype=x.dtype))
-        return mean + std * noise
+        def col(values: np.ndarray) -> tuple[float, ...]:
+            return tuple(float(values[i]) for i in order)
 
-    def ddim_step(
-        self, x: torch.Tensor, i: int, out: torch.Tensor, noise: torch.Tensor, eta: float = 0.0
-    ) -> torch.Tensor:
-        eps, _ = self._split(out, x.shape[1])
-        x0 = self.predict_x0(x, i, eps)
-        # re-derive eps from the clipped x0, as guided-diffusion's ddim_sample does
-        eps = (self.sqrt_recip_acp[i] * x - x0) / self.sqrt_recipm1_acp[i]
-        a, a_prev = self.alphas_cumprod[i], self.alphas_cumprod_prev[i]
-        sigma = eta * math.sqrt((1 - a_prev) / (1 - a)) * math.sqrt(1 - a / a_prev)
-        mean = x0 * math.sqrt(a_prev) + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
-        if i == 0 or sigma == 0.0:
-            return mean
-        return mean + sigma * noise
-
-
-def guided(model_fn: Callable[..., torch.Tensor], guidance: float, channels: int):
-    """Wrap ``model_fn(x, t, cond)`` into classifier-free guidance by batch doubling.
-
-    ``cond`` and ``uncond`` are whatever the model takes as conditioning (labels, tokens), each
-    with ``N`` rows. With ``guidance == 1`` the unconditional half would cancel exactly, so it is
-    not computed: the result is the plain conditional prediction.
-    """
-
-    def fn(x: torch.Tensor, t: torch.Tensor, cond, uncond) -> torch.Tensor:
-        if guidance == 1.0 or uncond is None:
-            return model_fn(x, t, cond)
-        n = x.shape[0]
-        out = model_fn(torch.cat([x, x]), torch.cat([t, t]), _cat(cond, uncond))
-        c_out, u_out = out[:n], out[n:]
-        c_eps, u_eps = c_out[:, :channels], u_out[:, :channels]
-        eps = u_eps + guidance * (c_eps - u_eps)
-        return torch.cat([eps, c_out[:, channels:]], dim=1)
-
-    return fn
-
-
-def _cat(a, b):
-    if isinstance(a, torch.Tensor):
-        return torch.cat([a, b])
-    if isinstance(a, dict):
-        return {k: _cat(a[k], b[k]) for k in a}
-    if isinstance(a, (tuple, list)):
-        return type(a)(_cat(x, y) for x, y in zip(a, b))
-    raise TypeError(f"cannot batch conditioning of type {type(a).__name__}")
-
-
-def make_noise(
-    shape: tuple[int, ...], seeds: list[int], steps: int, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Starting noise ``[N x C x H x W]`` and per-step noise ``[steps x N x C x H x W]``.
-
-    Sample ``n`` draws everything from its own generator seeded with ``seeds[n]``, so a sample's
-    trajectory does not depend on which other samples share its batch, and every variant sees
-    exactly the same noise.
-    """
-    xs, noises = [], []
-    for seed in seeds:
-        g = torch.Generator().manual_seed(seed)
-        xs.append(torch.randn(shape, generator=g, dtype=dtype))
-        noises.append(torch.randn((steps, *shape), generator=g, dtype=dtype))
-    return torch.stack(xs), torch.stack(noises, dim=1)
+        scale = 1000.0 / self.spec.num_timesteps if self.spec.rescale_timesteps else None
+        return StepTable(
+            timesteps=tuple(self.timesteps[i] for i in order),
+            time_scale=scale,
+            kind=kind,
+            eta=float(eta),
+            variance=self.spec.variance,
+            sqrt_recip_acp=col(self.sqrt_recip_acp),
+            sqrt_recipm1_acp=col(self.sqrt_recipm1_acp),
+            post_coef1=col(self.post_coef1),
+            post_coef2=col(self.post_coef2),
+            log_var=col(self.fixed_log_var()),
+            max_log=col(np.log(self.betas)),
+            acp=col(self.alphas_cumprod),
+            acp_prev=col(self.alphas_cumprod_prev),
+        )
 
 
 @dataclass(frozen=True)
@@ -221,38 +182,3 @@ class Step:
 def steps_of(diffusion: Diffusion) -> list[Step]:
     n = len(diffusion)
     return [Step(k, diffusion.timesteps[n - 1 - k], n - 1 - k) for k in range(n)]
-
-
-def sample_step(
-    diffusion: Diffusion,
-    kind: str,
-    x: torch.Tensor,
-    step: Step,
-    out: torch.Tensor,
-    noise: torch.Tensor,
-    eta: float = 0.0,
-) -> torch.Tensor:
-    """Advance ``x`` by one step given the (guided) model output ``out`` for it."""
-    if kind == "ddpm":
-        return diffusion.ddpm_step(x, step.chain, out, noise)
-    if kind == "ddim":
-        return diffusion.ddim_step(x, step.chain, out, noise, eta)
-    raise ValueError(f"unknown sampler {kind!r}")
-
-
-def progressive(
-    eps_fn: Callable[[torch.Tensor, torch.Tensor, Step], torch.Tensor],
-    diffusion: Diffusion,
-    x: torch.Tensor,
-    noise: torch.Tensor,
-    kind: str = "ddpm",
-    eta: float = 0.0,
-    start: int = 0,
-):
-    """Yield ``(step, x_after)`` for every step from ``start`` on. ``eps_fn(x, t, step)`` is the
-    (guided) model; ``noise`` is ``make_noise``'s per-step noise, ``[steps x N x ...]``."""
-    for step in steps_of(diffusion)[start:]:
-        t = torch.full((x.shape[0],), step.t, dtype=torch.long, device=x.device)
-        out = eps_fn(x, t, step)
-        x = sample_step(diffusion, kind, x, step, out, noise[step.index].to(x.device), eta)
-        yield step, x

@@ -8,7 +8,10 @@
 - Every finished variant is written to the journal (``journal.py``) before the next starts, so an
   interrupted run resumes where it stopped and loses nothing.
 
-Classifier-free guidance doubles the batch as GLIDE does: ``[chunks' cond; chunks' uncond]``.
+Everything about the trajectory itself (noise, guidance by batch doubling, the DDPM/DDIM step,
+the loop) is ``ablang/runtime.py``, the code emitted samplers ship verbatim; this module decides
+which program runs for which chunk, and keeps the baseline's states. With guidance the batch is
+``[chunks' cond; chunks' uncond]``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from typing import Literal
 
 import torch
 
+from ablang import runtime
 from ablang.compile import Mode, ProgramCache, Rule, RuleSet, Schedule, schedule
-from ablang.diffusion import Diffusion, Step, _cat, make_noise, sample_step, steps_of
+from ablang.diffusion import Diffusion, Step, steps_of
+from ablang.errors import AblangError
 from ablang.models.base import Cond, LoadedModel
 from ablang.plan import Plan, Variant
 
@@ -59,15 +64,15 @@ class Samples:
 
 
 def make_setup(plan: Plan, model: LoadedModel, diffusion: Diffusion) -> RunSetup:
-    prompts = plan.prompts or model.default_prompts
-    per_sample = tuple(p for p in prompts for _ in range(plan.samples))
-    seeds = tuple(plan.seed + i for _ in prompts for i in range(plan.samples))
+    per_sample, seeds = runtime.per_sample(
+        plan.prompts or model.default_prompts, plan.samples, plan.seed
+    )
     guidance = (
         plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance
     )
     return RunSetup(
-        prompts=per_sample,
-        seeds=seeds,
+        prompts=tuple(per_sample),
+        seeds=tuple(seeds),
         steps=tuple(steps_of(diffusion)),
         guidance=float(guidance),
         kind=plan.sampler.kind,
@@ -88,9 +93,19 @@ class Executor:
     ) -> None:
         self.model, self.diffusion, self.setup, self.device = model, diffusion, setup, device
         self.programs = programs or ProgramCache(model.traced)
-        self.x_T, self.noise = make_noise(model.image_shape, list(setup.seeds), len(setup.steps))
+        self.table = diffusion.table(setup.kind, setup.eta)
+        self.x_T, self.noise = runtime.make_noise(
+            model.image_shape, list(setup.seeds), len(setup.steps)
+        )
         self.cond, self.uncond = model.make_cond(list(setup.prompts), device)
-        self.doubled = setup.guidance != 1.0 and self.uncond is not None
+        if setup.guidance != 1.0 and self.uncond is None:
+            # never record a guidance that was not applied (the resolver reports this first)
+            raise AblangError(
+                f"guidance {setup.guidance:g} needs an unconditional prediction, and "
+                f"{model.label} has none: only guidance 1 samples it",
+                code="guidance-unavailable",
+            )
+        self.doubled = runtime.is_guided(setup.guidance, self.uncond)
         self.channels = model.image_shape[0]
         self.evaluations = 0  # image-forwards of the Unet, for the sweep benchmarks
 
@@ -98,28 +113,46 @@ class Executor:
     def n(self) -> int:
         return len(self.setup.seeds)
 
-    # ---------------------------------------------------------------- one batched forward
+    # ---------------------------------------------------------------- one step
 
-    def _inputs(
-        self, x: torch.Tensor, step: Step, chunks: int
-    ) -> tuple[torch.Tensor, torch.Tensor, Cond]:
-        cond = _tile(self.cond, chunks)
-        if self.doubled:
-            cond = _cat(cond, _tile(self.uncond, chunks))
-            x = torch.cat([x, x])
-        if self.model.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        t = torch.full((x.shape[0],), step.t, dtype=torch.long, device=self.device)
-        return x, t, cond
+    def output(
+        self,
+        x: torch.Tensor,
+        step: Step,
+        rules_per_chunk: list[RuleSet],
+        caches: list[dict[str, torch.Tensor]],
+        mode: Mode,
+    ) -> torch.Tensor:
+        """The guided model output of one step for ``len(rules_per_chunk)`` chunks of ``self.n``
+        images each: in accelerate mode one chunk's program, in measure mode the union's
+        program with a per-chunk mask for every rule."""
+        chunks = len(rules_per_chunk)
 
-    def _guide(self, out: torch.Tensor, rows: int) -> torch.Tensor:
-        if not self.doubled:
+        def unet(xin: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+            self.evaluations += xin.shape[0]
+            if mode == "accelerate":
+                assert chunks == 1, "accelerate mode runs one variant per batch"
+                program = self.programs.get(rules_per_chunk[0], "accelerate")
+                out, kept = program(xin, t, cond, cache=caches[0])
+                caches[0].update(kept)
+                return out
+            union: RuleSet = frozenset().union(*rules_per_chunk)
+            program = self.programs.get(union, "measure")
+            masks = {r: self._mask([r in rs for rs in rules_per_chunk]) for r in program.mask_rules}
+            cache_in = {c: self._gather(c, caches, rules_per_chunk) for c in program.cache_inputs}
+            out, kept = program(xin, t, cond, cache=cache_in, masks=masks)
+            for k, rs in enumerate(rules_per_chunk):
+                for comp, value in kept.items():
+                    if Rule(comp, "cache", phase="compute") in rs:
+                        caches[k][comp] = self._slice(value, k)
             return out
-        c, u = out[:rows], out[rows:]
-        eps = u[:, : self.channels] + self.setup.guidance * (
-            c[:, : self.channels] - u[:, : self.channels]
+
+        t = runtime.model_timesteps(self.table, step.index, x.shape[0], self.device)
+        cond = runtime.tile_cond(self.cond, chunks)
+        uncond = runtime.tile_cond(self.uncond, chunks) if self.doubled else None
+        return runtime.guided_output(
+            unet, x, t, cond, uncond, self.setup.guidance, self.channels, self.model.channels_last
         )
-        return torch.cat([eps, c[:, self.channels :]], dim=1)
 
     def forward(
         self,
@@ -130,28 +163,9 @@ class Executor:
         mode: Mode,
     ) -> torch.Tensor:
         """One sampler step for ``len(rules_per_chunk)`` chunks of ``self.n`` images each."""
-        chunks = len(rules_per_chunk)
-        rows = x.shape[0]
-        xin, t, cond = self._inputs(x, step, chunks)
-        if mode == "accelerate":
-            assert chunks == 1, "accelerate mode runs one variant per batch"
-            program = self.programs.get(rules_per_chunk[0], "accelerate")
-            out, kept = program(xin, t, cond, cache=caches[0])
-            caches[0].update(kept)
-        else:
-            union: RuleSet = frozenset().union(*rules_per_chunk)
-            program = self.programs.get(union, "measure")
-            masks = {r: self._mask([r in rs for rs in rules_per_chunk]) for r in program.mask_rules}
-            cache_in = {c: self._gather(c, caches, rules_per_chunk) for c in program.cache_inputs}
-            out, kept = program(xin, t, cond, cache=cache_in, masks=masks)
-            for k, rs in enumerate(rules_per_chunk):
-                for comp, value in kept.items():
-                    if Rule(comp, "cache", phase="compute") in rs:
-                        caches[k][comp] = self._slice(value, k)
-        self.evaluations += xin.shape[0]
-        guided = self._guide(out, rows)
-        noise = self.noise[step.index].to(self.device).repeat(chunks, 1, 1, 1)
-        return sample_step(self.diffusion, self.setup.kind, x, step, guided, noise, self.setup.eta)
+        out = self.output(x, step, rules_per_chunk, caches, mode)
+        noise = runtime.step_noise(self.noise, step.index, x)
+        return runtime.step(self.table, step.index, x, out, noise)
 
     def _mask(self, per_chunk: list[bool]) -> torch.Tensor:
         m = torch.tensor(per_chunk, device=self.device).repeat_interleave(self.n)
@@ -189,14 +203,18 @@ class Executor:
     def baseline(self, on_step: Callable[[], None] | None = None) -> Trajectory:
         x = self.x_T.to(self.device)
         xs, times = [x.cpu()], []
-        start = time.perf_counter()
-        for step in self.setup.steps:
-            t0 = time.perf_counter()
-            x = self.forward(x, step, [frozenset()], [{}], "accelerate")
+        steps = self.setup.steps
+
+        def output(k: int, x: torch.Tensor) -> torch.Tensor:
+            return self.output(x, steps[k], [frozenset()], [{}], "accelerate")
+
+        start = t0 = time.perf_counter()
+        for _, after in runtime.sample_loop(self.table, x, self.noise, output):
             times.append(time.perf_counter() - t0)
-            xs.append(x.cpu())
+            xs.append(after.cpu())
             if on_step:
                 on_step()
+            t0 = time.perf_counter()
         return Trajectory(xs, time.perf_counter() - start, times)
 
     @torch.no_grad()
@@ -208,30 +226,26 @@ class Executor:
         on_step: Callable[[], None] | None = None,
     ) -> list[Samples]:
         """Run variants that start at the same step together (one chunk each)."""
-        scheds = [schedule(v, list(self.setup.steps)) for v in variants]
+        steps = list(self.setup.steps)
+        scheds = [schedule(v, steps) for v in variants]
         start = min(s.first_active for s in scheds)
         assert mode == "measure" or len(variants) == 1
         x = baseline.xs[start].to(self.device).repeat(len(variants), 1, 1, 1)
         caches: list[dict[str, torch.Tensor]] = [{} for _ in variants]
+
+        def output(k: int, x: torch.Tensor) -> torch.Tensor:
+            return self.output(x, steps[k], [s.per_step[k] for s in scheds], caches, mode)
+
         before = self.evaluations
         t0 = time.perf_counter()
-        for step in self.setup.steps[start:]:
-            x = self.forward(x, step, [s.per_step[step.index] for s in scheds], caches, mode)
+        final = x
+        for _, final in runtime.sample_loop(self.table, x, self.noise, output, start):
             if on_step:
                 on_step()
         seconds = (time.perf_counter() - t0) / len(variants)
         evals = (self.evaluations - before) // len(variants)
-        images = x.cpu().chunk(len(variants)) if len(variants) > 1 else (x.cpu(),)
+        images = final.cpu().chunk(len(variants)) if len(variants) > 1 else (final.cpu(),)
         return [Samples(v.name, img, start, seconds, evals) for v, img in zip(variants, images)]
-
-
-def _tile(cond: Cond, k: int) -> Cond:
-    if k == 1:
-        return cond
-    out = cond
-    for _ in range(k - 1):
-        out = _cat(out, cond)
-    return out
 
 
 def batches(

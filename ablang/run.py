@@ -60,6 +60,7 @@ class RunOptions:
     device: Literal["cpu", "cuda", "auto"] | None = None  # None: the study's ``device`` setting
     batch: int = 0  # measure mode: variants per batched forward (0 = sized automatically)
     emit: bool = True  # write the study's ``emit`` samplers after the run
+    force: bool = False  # the emits may replace files that ablang did not generate
 
 
 def default_out(plan: Plan) -> Path:
@@ -242,14 +243,18 @@ def run_plan_searches(
     return list(searched), results, found
 
 
-def emit_samplers(session: Session, found: dict[str, Variant], console: Console) -> None:
+def emit_samplers(
+    session: Session, found: dict[str, Variant], options: RunOptions, console: Console
+) -> None:
     """The study's ``emit sampler`` statements; a search's variant is its best one."""
     from ablang.emit import emit_sampler
 
     plan = session.plan
     for e in plan.emits:
         variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
-        path = emit_sampler(plan, variant, session.model, Path(e.path), session.programs)
+        path = emit_sampler(
+            plan, variant, session.model, Path(e.path), session.programs, force=options.force
+        )
         console.print(f"emitted sampler for {e.variant!r}: {path}")
 
 
@@ -321,5 +326,5 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
     files = write_report(res, out, {v.name: done[v.name].images for v in res.variants})
     print_report(res, console, out, files)
     if options.emit and plan.emits:
-        emit_samplers(session, found, console)
+        emit_samplers(session, found, options, console)
     return res

@@ -25,11 +25,13 @@ import time
 
 import torch
 
-from ablang.diffusion import Diffusion, make_noise, steps_of
+from ablang.diffusion import Diffusion, steps_of
 from ablang.execute import Executor, RunSetup, make_setup
 from ablang.models.base import LoadedModel
 from ablang.models.registry import load_adapter
 from ablang.plan import ModelSpec, Plan, SamplerSpec
+from ablang.runtime import make_noise
+from ablang.runtime import step as runtime_step
 
 GUIDANCE = 3.0
 DIGITS = tuple(str(d) for d in range(10))
@@ -61,6 +63,7 @@ def plain_loop(
     x = x.to(device)
     y = torch.tensor([int(p) for p in prompts], device=device)
     y2 = torch.cat([y, torch.full_like(y, 10)])  # [cond; uncond]: 10 is the null label
+    table = diffusion.table("ddpm")
     for step in steps_of(diffusion):
         t = torch.full((2 * n,), step.t, dtype=torch.long, device=device)
         xin = torch.cat([x, x])
@@ -69,7 +72,7 @@ def plain_loop(
         out = unet(xin, t, y2)  # (2N, C, H, W)
         cond, uncond = out[:n], out[n:]
         eps = uncond + GUIDANCE * (cond - uncond)
-        x = diffusion.ddpm_step(x, step.chain, eps, noise[step.index].to(device))
+        x = runtime_step(table, step.index, x, eps, noise[step.index].to(device))
     return x
 
 

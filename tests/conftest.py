@@ -63,13 +63,14 @@ def loaded(unet: TinyUnet, weights: str = "") -> LoadedModel:
         y = tiny.labels(prompts).to(device)
         return {"y": y}, {"y": torch.full_like(y, 10)}
 
+    checksum = tiny.sha256(Path(weights)) if weights else "random"  # what emitted samplers verify
     return LoadedModel(
         "tiny",
         unet,
         traced,
         DiffusionSpec(),
         (1, 32, 32),
-        "random",
+        checksum,
         3.0,
         tiny.DIGITS,
         make_cond,

@@ -1,5 +1,6 @@
-"""diffusion: respacing, DDPM and DDIM steps held to openai's guided-diffusion (the reference GLIDE
-uses), classifier-free guidance, and per-sample noise."""
+"""diffusion + runtime: respacing, the step tables, DDPM and DDIM steps held to openai's
+guided-diffusion (the reference GLIDE uses), classifier-free guidance, and per-sample noise.
+Whole sampling loops against the reference: tests/test_reference_adm.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ablang.diffusion import Diffusion, DiffusionSpec, guided, make_noise, space_timesteps, steps_of
+from ablang import runtime
+from ablang.diffusion import Diffusion, DiffusionSpec, space_timesteps, steps_of
+from ablang.runtime import make_noise
 
 try:  # the reference implementation (a dev dependency: guided-diffusion-sdk)
     from guided_diffusion import gaussian_diffusion as gd
@@ -39,6 +42,20 @@ def tensors(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """An ``x`` and a fixed ``eps``, ``[2 x 1 x 8 x 8]`` each."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(SHAPE, generator=g), torch.randn(SHAPE, generator=g)
+
+
+def chain_step(d: Diffusion, i: int, x, out, noise, kind="ddpm", eta=0.0):
+    """The runtime's step at chain index ``i`` (step ``len - 1 - i`` in visiting order)."""
+    return runtime.step(d.table(kind, eta), len(d) - 1 - i, x, out, noise)
+
+
+def guided(model_fn, guidance: float, channels: int):
+    """``model_fn(x, t, cond)`` with the runtime's classifier-free guidance."""
+
+    def fn(x, t, cond, uncond):
+        return runtime.guided_output(model_fn, x, t, cond, uncond, guidance, channels)
+
+    return fn
 
 
 # --------------------------------------------------------------------------- respacing
@@ -109,28 +126,28 @@ def test_ddpm_step_equals_p_sample(i):
     model = lambda x_, t_: eps
     mv = ref.p_mean_variance(model, x, t, clip_denoised=True)
     expected = mv["mean"] + (i != 0) * torch.exp(0.5 * mv["log_variance"]) * noise
-    got = ours.ddpm_step(x, i, eps, noise)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    got = chain_step(ours, i, x, eps, noise)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
     # and through p_sample itself, with its noise drawn from the same seed
     torch.manual_seed(7)
     drawn = torch.randn_like(x)
     torch.manual_seed(7)
     sample = ref.p_sample(model, x, t, clip_denoised=True)["sample"]
-    torch.testing.assert_close(ours.ddpm_step(x, i, eps, drawn), sample, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chain_step(ours, i, x, eps, drawn), sample, rtol=0, atol=0)
 
 
 def test_ddpm_last_step_is_the_mean():
     d = Diffusion(DiffusionSpec(), 10)
     x, eps = tensors(3)
-    a = d.ddpm_step(x, 0, eps, torch.zeros(SHAPE))
-    b = d.ddpm_step(x, 0, eps, torch.full(SHAPE, 5.0))
+    a = chain_step(d, 0, x, eps, torch.zeros(SHAPE))
+    b = chain_step(d, 0, x, eps, torch.full(SHAPE, 5.0))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_x0_prediction_is_clipped():
     d = Diffusion(DiffusionSpec(), 10)
     x, eps = tensors(4)
-    x0 = d.predict_x0(10 * x, 9, -10 * eps)
+    x0 = runtime.predict_x0(d.table(), 0, 10 * x, -10 * eps)
     assert x0.min() >= -1 and x0.max() <= 1
 
 
@@ -145,18 +162,20 @@ def test_ddim_step_equals_ddim_sample(eta, i):
     noise = torch.randn_like(x)
     torch.manual_seed(11)  # ddim_sample draws its noise with randn_like after the (RNG-free) model
     expected = ref.ddim_sample(lambda x_, t_: eps, x, t, clip_denoised=True, eta=eta)["sample"]
-    got = ours.ddim_step(x, i, eps, noise, eta)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    got = chain_step(ours, i, x, eps, noise, "ddim", eta)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 def test_ddim_eta_zero_is_deterministic_and_eta_adds_noise():
     d = Diffusion(DiffusionSpec(), 10)
     x, eps = tensors(5)
     n1, n2 = torch.zeros(SHAPE), torch.ones(SHAPE)
-    torch.testing.assert_close(
-        d.ddim_step(x, 5, eps, n1, 0.0), d.ddim_step(x, 5, eps, n2, 0.0), rtol=0, atol=0
-    )
-    assert not torch.allclose(d.ddim_step(x, 5, eps, n1, 0.5), d.ddim_step(x, 5, eps, n2, 0.5))
+
+    def ddim(n, eta):
+        return chain_step(d, 5, x, eps, n, "ddim", eta)
+
+    torch.testing.assert_close(ddim(n1, 0.0), ddim(n2, 0.0), rtol=0, atol=0)
+    assert not torch.allclose(ddim(n1, 0.5), ddim(n2, 0.5))
 
 
 @needs_reference
@@ -178,7 +197,7 @@ def test_learned_range_variance_equals_guided_diffusion():
     t = torch.full((SHAPE[0],), 6, dtype=torch.long)
     mv = ref.p_mean_variance(lambda x_, t_: out, x, t, clip_denoised=True)
     expected = mv["mean"] + torch.exp(0.5 * mv["log_variance"]) * noise
-    torch.testing.assert_close(ours.ddpm_step(x, 6, out, noise), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chain_step(ours, 6, x, out, noise), expected, rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------- guidance
@@ -251,3 +270,30 @@ def test_make_noise_is_reproducible():
     b = make_noise((1, 4, 4), [0, 1], steps=3)
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_step_table_round_trips_through_rows():
+    table = Diffusion(DiffusionSpec(schedule="linear", sigma_small=False), 12).table("ddim", 0.3)
+    again = runtime.StepTable.from_rows(
+        table.rows(), time_scale=None, kind="ddim", eta=0.3, variance="fixed_large"
+    )
+    assert again == table and len(table) == 12 and table.timesteps[0] == 999
+
+
+def test_rescaled_timesteps_are_the_wrapped_models():
+    spec = DiffusionSpec(num_timesteps=4000, rescale_timesteps=True)
+    table = Diffusion(spec, 10).table()
+    t = runtime.model_timesteps(table, 0, 2, "cpu")
+    assert t.dtype == torch.float32 and t.tolist() == [999.75, 999.75]  # 3999 * 1000 / 4000
+    plain = runtime.model_timesteps(Diffusion(DiffusionSpec(), 10).table(), 0, 2, "cpu")
+    assert plain.dtype == torch.long and plain.tolist() == [999, 999]
+
+
+def test_fixed_large_variance_is_beta_but_the_first():
+    d = Diffusion(DiffusionSpec(schedule="linear", sigma_small=False), 10)
+    logs = d.fixed_log_var()
+    np.testing.assert_array_equal(logs[1:], np.log(d.betas[1:]))
+    assert logs[0] == np.log(d.post_var[1])

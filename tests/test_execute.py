@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import make_plan, t_window, variant
 
+from ablang import runtime
 from ablang.compile import schedule
 from ablang.diffusion import Diffusion
 from ablang.execute import Executor, batches, make_setup
@@ -216,7 +217,7 @@ def test_guidance_one_is_the_conditional_model(random_model):
     with torch.no_grad():
         eps = random_model.unet(x, t, y)
         got = ex.forward(x, step, [frozenset()], [{}], "accelerate")
-    expected = ex.diffusion.ddpm_step(x, step.chain, eps, ex.noise[0])
+    expected = runtime.step(ex.table, step.index, x, eps, ex.noise[0])
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -229,7 +230,7 @@ def test_guidance_three_combines_cond_and_uncond(random_model):
         c = random_model.unet(x, t, torch.tensor([3, 7]))
         u = random_model.unet(x, t, torch.full((2,), 10))
         got = ex.forward(x, step, [frozenset()], [{}], "accelerate")
-    expected = ex.diffusion.ddpm_step(x, step.chain, u + 3.0 * (c - u), ex.noise[1])
+    expected = runtime.step(ex.table, step.index, x, u + 3.0 * (c - u), ex.noise[1])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -9,6 +9,7 @@ test_models_glide.py runs where glide-text2im is installed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -385,3 +386,30 @@ def test_emitted_sampler_matches_the_run(tmp_path):
         for p in sorted((tmp_path / "run" / "samples").glob("*.pt"))
     ]
     assert any(torch.equal(images, r) for r in runs)
+
+
+def test_guidance_on_a_model_without_a_null_class_is_a_resolve_error(tmp_path, models):
+    """guided-diffusion's class-conditional models have no unconditional half: `guidance 3` is
+    a positioned error at check time, and the executor refuses it too (results.json can never
+    claim a guidance that was not applied)."""
+    from ablang.diffusion import Diffusion
+    from ablang.errors import AblangError, AblangErrors
+    from ablang.execute import Executor, make_setup
+    from ablang.parse import parse
+    from ablang.resolve import resolve
+
+    spec = save_adm(tmp_path, "g", CLASS_COND)
+    table = models["class"].table
+    head = f'model adm "{spec.path}" config "{spec.config}"\nprompts "1"\n'
+    with pytest.raises(AblangErrors) as err:
+        resolve(parse(head + "sampler ddpm steps 3 guidance 3.0\n", "s.abl"), table)
+    (e,) = err.value.errors
+    assert e.code == "guidance-unavailable" and (e.span.line, e.span.col) == (3, 22)
+    assert "no null class" in e.message and e.hint
+    plan = resolve(parse(head + "sampler ddpm steps 3 guidance 1\n", "s.abl"), table)
+    assert plan.sampler.guidance == 1.0
+    forced = dataclasses.replace(plan, sampler=dataclasses.replace(plan.sampler, guidance=3.0))
+    loaded = models["class"]
+    d = Diffusion(loaded.diffusion, 3)
+    with pytest.raises(AblangError, match="guidance 3 needs an unconditional prediction"):
+        Executor(loaded, d, make_setup(forced, loaded, d), torch.device("cpu"))

@@ -39,6 +39,11 @@ def add_arguments(parser) -> None:
         default="cpu",
         help="where the model is loaded while emitting (the sampler takes --device itself)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace OUT.py even when it is not a sampler ablang generated",
+    )
 
 
 def default_path(plan: Plan, variant: str) -> Path:
@@ -100,7 +105,7 @@ def run(args) -> int:
     out = args.out or default_path(plan, variant.name)
     try:
         session = Session.from_plan(plan, args.device)
-        path = emit_sampler(plan, variant, session.model, out, session.programs)
+        path = emit_sampler(plan, variant, session.model, out, session.programs, force=args.force)
         base = session.trajectory_flops(plan.baseline)
         flops = session.trajectory_flops(variant)
     except AblangError as e:

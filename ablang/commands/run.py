@@ -34,6 +34,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-emit", action="store_true", help="do not write the study's emit samplers"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="let the study's emits replace files that ablang did not generate",
+    )
 
 
 def run(args) -> int:
@@ -54,6 +59,7 @@ def run(args) -> int:
         device=args.device,
         batch=args.batch,
         emit=not args.no_emit,
+        force=args.force,
     )
     try:
         # logs and CI are not terminals: give the table room rather than rich's 80 columns

@@ -9,9 +9,17 @@ values, and keys that do not shape the model or its noise schedule (``timestep_r
 ``use_kl``, ``batch_size``, ...) are ignored. On top of guided-diffusion's own keys, ``num_classes``
 (default 1000, ImageNet) and ``in_channels`` (default 3) describe models trained on other data.
 
+- ``family``: ``"guided-diffusion"`` (default) or ``"improved-diffusion"``: whose
+  ``model_and_diffusion_defaults()`` fill the keys the JSON leaves out. They differ in
+  ``rescale_timesteps`` (improved-diffusion: true).
 - ``learn_sigma``: the model outputs ``2 * in_channels`` channels, the second half interpolating
-  the log variance (``DiffusionSpec(learn_sigma=True)``).
-- ``noise_schedule``: ``linear`` or ``cosine`` over ``diffusion_steps``.
+  the log variance (``learned_range``). Without it the variance is fixed: beta (``fixed_large``,
+  what ``create_model_and_diffusion`` gives such models) or, with ``sigma_small``, the
+  posterior's (``fixed_small``).
+- ``rescale_timesteps``: the model is called with ``float(t) * 1000 / diffusion_steps`` (the
+  reference's ``_WrappedModel``), not the integer ``t``.
+- ``noise_schedule``: ``linear`` or ``cosine`` over ``diffusion_steps``. ``timestep_respacing``
+  is ignored: the study's ``sampler ... steps N`` respaces, as ``space_timesteps(T, [N])`` does.
 - ``class_cond``: prompts are class indices (``"207"``). guided-diffusion's class-conditional
   models have no null class, so classifier-free guidance is not available: the default guidance
   is 1 and there is no unconditional half.
@@ -42,10 +50,10 @@ from ablang.trace import constants_source
 INSTALL_HINT = KINDS["adm"].install
 
 # Keys guided-diffusion / improved-diffusion scripts accept that shape neither the Unet nor the
-# noise schedule a sampler needs.
+# noise schedule a sampler needs. (``timestep_respacing`` is the study's: `sampler ... steps N`.)
 IGNORED_KEYS = frozenset(
     {
-        "timestep_respacing", "use_kl", "rescale_learned_sigmas", "use_checkpoint", "sigma_small",
+        "timestep_respacing", "use_kl", "rescale_learned_sigmas", "use_checkpoint",
         "clip_denoised", "num_samples", "batch_size", "use_ddim", "model_path", "data_dir",
         "schedule_sampler", "lr", "weight_decay", "lr_anneal_steps", "microbatch", "ema_rate",
         "log_interval", "save_interval", "resume_checkpoint", "fp16_scale_growth",
@@ -54,6 +62,12 @@ IGNORED_KEYS = frozenset(
         "classifier_resblock_updown", "classifier_pool",
     }
 )  # fmt: skip
+
+# Where the two codebases' model_and_diffusion_defaults() differ (for the keys ablang reads).
+FAMILIES: dict[str, dict[str, Any]] = {
+    "guided-diffusion": {},
+    "improved-diffusion": {"rescale_timesteps": True},
+}
 
 # guided-diffusion's (and, for 32, improved-diffusion's) channel_mult when the config leaves it "".
 DEFAULT_CHANNEL_MULT = {
@@ -89,7 +103,9 @@ class AdmConfig:
     diffusion_steps: int = 1000
     noise_schedule: str = "linear"
     predict_xstart: bool = False
-    rescale_timesteps: bool = False
+    rescale_timesteps: bool = False  # improved-diffusion's default is True (see from_dict)
+    sigma_small: bool = False  # without learn_sigma: the small fixed variance, not beta
+    family: str = "guided-diffusion"  # or "improved-diffusion": whose defaults apply
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "the config") -> tuple[AdmConfig, list[str]]:
@@ -109,6 +125,13 @@ class AdmConfig:
             else:
                 value = _scalar(value, known[key].default, key, where)
             values[key] = value
+        family = values.get("family", cls.family)
+        if family not in FAMILIES:
+            raise ModelUnavailable(
+                f"{where}: family must be one of {', '.join(FAMILIES)}, not {family!r}"
+            )
+        for key, value in FAMILIES[family].items():
+            values.setdefault(key, value)
         return cls(**values), unknown
 
     def mult(self) -> tuple[float, ...]:
@@ -134,7 +157,13 @@ class AdmConfig:
                 f"noise_schedule {self.noise_schedule!r} is not supported; "
                 "ablang knows linear and cosine"
             )
-        return DiffusionSpec(self.diffusion_steps, schedule, self.learn_sigma)
+        return DiffusionSpec(
+            self.diffusion_steps,
+            schedule,
+            learn_sigma=self.learn_sigma,
+            sigma_small=self.sigma_small,
+            rescale_timesteps=self.rescale_timesteps,
+        )
 
 
 def _scalar(value: Any, default: Any, key: str, where: str) -> Any:
@@ -287,10 +316,6 @@ class AdmAdapter(ModelAdapter):
             raise ModelUnavailable(
                 "models that predict x0 (predict_xstart) are not supported; "
                 "ablang's sampler takes epsilon"
-            )
-        if cfg.rescale_timesteps and cfg.diffusion_steps != 1000:
-            raise ModelUnavailable(
-                "rescale_timesteps with diffusion_steps other than 1000 is not supported"
             )
         diffusion = cfg.diffusion()
         path = Path(self.spec.path or "")

@@ -582,6 +582,11 @@ class DiffusersAdapter(ModelAdapter):
                     "from ablang.models.diffusers_unet import DiffusersUnet",
                 ],
                 "weights": str(unet_dir),
+                # the files its checksum covers, as weight_files() picks them
+                "weight_patterns": [
+                    "diffusion_pytorch_model*.safetensors",
+                    "diffusion_pytorch_model*.bin",
+                ],
                 "source": emit_source(type(model).__name__, kind),
             },
         )

@@ -30,6 +30,8 @@ class ModelKind:
     prompts: tuple[PromptKind, ...]
     classes: tuple[str, ...] = ()  # class labels, where the kind fixes them
     classifier: bool = False  # can score `accuracy`
+    # has an unconditional half (a null class, an empty prompt) for classifier-free guidance
+    guidable: bool = False
     feature_extractor: str | None = None  # its own torch-fidelity extractor for fid/kid
     adapter: str = ""  # "module:Class"
 
@@ -51,6 +53,7 @@ KINDS: dict[str, ModelKind] = {
             prompts=("class",),
             classes=tuple(str(d) for d in range(10)),
             classifier=True,
+            guidable=True,
             feature_extractor="ablang-digits",
             adapter="ablang.models.tiny:TinyAdapter",
         ),
@@ -62,6 +65,7 @@ KINDS: dict[str, ModelKind] = {
             requires="glide_text2im",
             install="pip install git+https://github.com/openai/glide-text2im",
             prompts=("text",),
+            guidable=True,
             adapter="ablang.models.glide:GlideAdapter",
         ),
         ModelKind(

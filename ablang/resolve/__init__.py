@@ -79,7 +79,7 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
             "missing-model",
             hint="add a line such as `model tiny`",
         )
-    sampler_spec = sampler(cx, setting(found, ast.SamplerStmt))
+    sampler_spec = sampler(cx, setting(found, ast.SamplerStmt), spec.kind if spec else None)
     cx.steps = sampler_spec.steps
     measured = metrics(cx, setting(found, ast.MetricsStmt), model_stmt)
     all_variants, sweeps, searches = variants(cx, measured)

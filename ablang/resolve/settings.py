@@ -73,7 +73,20 @@ def model(cx: Context, stmt: ast.ModelStmt) -> ModelSpec | None:
     )
 
 
-def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
+def unguidable(guidance: float, model_kind: str | None) -> str | None:
+    """Why ``guidance`` cannot be applied to a model of ``model_kind``, or None when it can."""
+    kind = KINDS.get(model_kind) if model_kind else None
+    if guidance == 1.0 or kind is None or kind.guidable:
+        return None
+    return (
+        f"guidance {guidance:g} needs an unconditional prediction, and `{kind.name}` models have "
+        "none (no null class or empty prompt was trained): only guidance 1 samples them"
+    )
+
+
+def sampler(
+    cx: Context, stmt: ast.SamplerStmt | None, model_kind: str | None = None
+) -> SamplerSpec:
     if stmt is None:
         return SamplerSpec()
     kind = stmt.kind.value
@@ -135,6 +148,13 @@ def sampler(cx: Context, stmt: ast.SamplerStmt | None) -> SamplerSpec:
                 values["guidance"].span,
                 "guidance-unconditional",
                 hint="remove `guidance`",
+            )
+        elif guidance is not None and (why := unguidable(guidance, model_kind)):
+            cx.diag.error(
+                why,
+                values["guidance"].span,
+                "guidance-unavailable",
+                hint="remove `guidance` (or write `guidance 1`)",
             )
     return SamplerSpec(cast(SamplerKind, kind), steps, eta, guidance)
 
