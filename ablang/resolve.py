@@ -349,13 +349,22 @@ class _Resolver:
                 hint="remove the prompts line",
             )
             return ()
+        classes = self.table.classes if self.table else ()
         for p in stmt.prompts:
-            if kind == "class" and not p.value.strip().isdigit():
+            # isdigit() alone takes "７" and "²": only ASCII digits are class numbers
+            if kind == "class" and not (p.value.isascii() and p.value.strip().isdigit()):
                 self.error(
                     f'the model takes class labels, not "{p.value}"',
                     p.span,
                     "prompts",
-                    hint='write class numbers such as "3", "7"',
+                    hint=_class_hint(classes),
+                )
+            elif kind == "class" and classes and p.value not in classes:
+                self.error(
+                    f'the model has no class "{p.value}"',
+                    p.span,
+                    "prompts",
+                    hint=_class_hint(classes),
                 )
             elif kind == "text" and not p.value.strip():
                 self.error(
@@ -977,6 +986,13 @@ class _Resolver:
                 paths[path] = stmt.path.span
                 out.append(Emit(path, name, span=stmt.span))
         return tuple(out)
+
+
+def _class_hint(classes: tuple[str, ...]) -> str:
+    if not classes:
+        return 'write class numbers such as "3", "7"'
+    shown = ", ".join(f'"{c}"' for c in classes[:12]) + (", ..." if len(classes) > 12 else "")
+    return f"its classes are {shown}"
 
 
 def _nth(name: str, k: int) -> str:

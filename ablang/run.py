@@ -36,13 +36,14 @@ from ablang.journal import Journal
 from ablang.models.base import LoadedModel
 from ablang.models.registry import load_adapter
 from ablang.plan import Plan
+from ablang.runlock import lock_run_dir
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """Every option of a run; ``ablang run``'s flags map to these one to one."""
 
-    out: Path | None = None  # default: runs/<study name>/
+    out: Path | None = None  # default: runs/<study name>-<hash of its path>/
     mode: Literal["measure", "accelerate"] = "measure"
     resume: bool = False
     device: Literal["cpu", "cuda", "auto"] | None = None  # None: the study's ``device`` setting
@@ -59,8 +60,18 @@ def pick_device(setting: str) -> torch.device:
 
 
 def default_out(plan: Plan) -> Path:
+    """``runs/<stem>-<8 hex digits of the study's resolved path>``: two studies of one file name
+    in different folders never share (and overwrite) a run directory."""
     stem = Path(plan.source).stem if plan.source else "study"
-    return Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+    where = str(Path(plan.source).resolve()) if plan.source else ""
+    tag = hashlib.sha256(where.encode("utf-8")).hexdigest()[:8]
+    return Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)}-{tag}"
+
+
+def variant_identity(variant) -> str:
+    """What names a variant's samples file in the journal: its name and its resolved
+    interventions (ops, targets, parameters, windows), never its position in the run."""
+    return repr((variant.name, variant.interventions))  # spans are repr=False: layout never counts
 
 
 def fingerprint(plan: Plan, model: LoadedModel, mode: str) -> str:
@@ -85,12 +96,17 @@ def versions() -> dict[str, str]:
 
 def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     """Run every variant of ``plan``; returns the ``measure.Results``."""
-    from ablang.measure import Cost, Measure, Results, VariantResult, check_metrics
-    from ablang.report import print_report, write_report
-
     console = console or Console()
     device = pick_device(options.device or plan.device)
     out = options.out or default_out(plan)
+    with lock_run_dir(out):  # one writer per run directory, held until the last file is written
+        return _run_locked(plan, options, console, device, out)
+
+
+def _run_locked(plan: Plan, options: RunOptions, console: Console, device: torch.device, out: Path):
+    from ablang.measure import Cost, Measure, Results, VariantResult, check_metrics
+    from ablang.report import print_report, write_report
+
     started = time.perf_counter()
 
     model = load_adapter(plan.model).load(device)
@@ -102,7 +118,10 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     journal = Journal(out, fingerprint(plan, model, options.mode), options.resume)
     steps = list(setup.steps)
     scheds = {v.name: schedule(v, steps) for v in plan.variants}
+    by_name = {v.name: v for v in plan.variants}
 
+    for warning in journal.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     done = journal.done
     todo = [v for v in plan.variants[1:] if v.name not in done]
     per_forward = executor.n * (2 if executor.doubled else 1)
@@ -152,7 +171,7 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
                 progress.advance(study_task, k)
 
             for samples in executor.run_batch(group, baseline, options.mode, tick):
-                journal.append(samples)
+                journal.append(samples, variant_identity(by_name[samples.variant]))
             progress.remove_task(task)
 
     done = journal.done
