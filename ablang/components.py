@@ -57,6 +57,7 @@ class ComponentTable:
     num_levels: int = field(default=0)
     # a class-conditional model's prompts, exactly as a study writes them; () = not known here
     classes: tuple[str, ...] = ()
+    image_shape: tuple[int, ...] = ()  # (C, H, W) of the images it makes; () = not known here
 
     def __post_init__(self) -> None:
         if not self.num_levels and self.components:

@@ -323,6 +323,14 @@ class _Resolver:
             v = float(number.value)
         except OverflowError:  # an integer literal beyond float range
             v = math.inf
+        if v == 0.0 and _nonzero_literal(number.text):
+            self.error(
+                f"`{what} {number.text}` is too small for a float: it would silently become 0",
+                number.span,
+                "bad-number",
+                hint="write 0 if 0 is meant; the smallest usable magnitude is about 1e-300",
+            )
+            return default
         bad = not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi)
         if bad:
             limits = [f"at least {lo:g}"] if lo is not None else []
@@ -986,6 +994,12 @@ class _Resolver:
                 paths[path] = stmt.path.span
                 out.append(Emit(path, name, span=stmt.span))
         return tuple(out)
+
+
+def _nonzero_literal(text: str) -> bool:
+    """A number literal whose digits are not all 0 (``1e-400``, unlike ``0.0e5``)."""
+    mantissa = text.lower().split("e", 1)[0]
+    return any(c in "123456789" for c in mantissa)
 
 
 def _class_hint(classes: tuple[str, ...]) -> str:

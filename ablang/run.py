@@ -90,6 +90,23 @@ def auto_batch(model: LoadedModel, rows_per_variant: int) -> int:
     return max(1, budget // max(1, rows_per_variant))
 
 
+def warn_nonfinite(done: dict[str, Samples], console: Console) -> list[str]:
+    """Name every variant whose images hold NaN or inf (``scale skip[0] by 1e308`` overflows):
+    their metrics come out as ``-``/null, and without this the reason would be silent."""
+    bad = []
+    for name, s in done.items():
+        finite = torch.isfinite(s.images)
+        if not bool(finite.all()):
+            share = 1.0 - finite.float().mean().item()
+            bad.append(name)
+            console.print(
+                f"[yellow]warning:[/] variant {name!r} made images with NaN or inf in "
+                f"{100 * share:.3g}% of pixels (the Unet overflowed); its metrics are - / null",
+                highlight=False,
+            )
+    return bad
+
+
 def versions() -> dict[str, str]:
     return {"ablang": ablang.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
@@ -180,6 +197,7 @@ def _run_locked(plan: Plan, options: RunOptions, console: Console, device: torch
     counter = FlopCounter(model, programs, executor.doubled)
     base_flops = counter.trajectory(scheds["baseline"])
     base_step = baseline.seconds / len(steps)
+    warn_nonfinite(done, console)
     measure = Measure(plan.metrics, model, done["baseline"].images, list(setup.prompts))
     results = []
     for v in plan.variants:

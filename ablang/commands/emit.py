@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ablang.commands.check import check_file
 from ablang.errors import AblangError, did_you_mean, render_error, render_errors
+from ablang.fsio import io_error
 from ablang.plan import Plan, Variant
 
 
@@ -96,19 +97,22 @@ def run(args) -> int:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2
 
+    from ablang.commands.args import load_model
     from ablang.compile import ProgramCache
     from ablang.emit import emit_sampler
-    from ablang.models.registry import load_adapter
     from ablang.run import pick_device
 
     out = args.out or default_path(plan, variant.name)
     try:
-        model = load_adapter(plan.model).load(pick_device(args.device))
+        model = load_model(plan.model, pick_device(args.device))
         programs = ProgramCache(model.traced)
         path = emit_sampler(plan, variant, model, out, programs)
         base, flops = flop_speedup(plan, variant, model, programs)
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only folder, a full disk
+        print(render_error(io_error(out, e), None, args.study), file=sys.stderr)
         return 2
     print(f"wrote {path}: the sampler for `{variant.name}` ({plan.sampler.kind} {plan.sampler.steps} steps)")
     print(f"FLOP-bound speedup {base / flops:.2f}x: {flops / 1e9:.3f} Unet GFLOPs per image over the "

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
-from ablang import models
+from ablang.commands.args import component_table
 from ablang.components import ComponentTable
 from ablang.errors import AblangError, AblangErrors, as_list, render_errors
 from ablang.parse import parse
@@ -64,7 +64,7 @@ def rich_table(table: ComponentTable) -> Table:
 def run(args) -> int:
     try:
         spec = parse_model(args.model)
-        table = models.component_table(spec)
+        table = component_table(spec)
     except AblangErrors as e:
         print(render_errors(as_list(e)), file=sys.stderr)
         return 2

@@ -8,11 +8,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ablang.commands.args import finite_float, load_model, non_negative_int, positive_int
 from ablang.commands.inspect import parse_model
 from ablang.diffusion import Diffusion
 from ablang.errors import AblangError
 from ablang.execute import Executor, make_setup
-from ablang.models.registry import load_adapter
 from ablang.plan import Plan, SamplerSpec
 from ablang.run import pick_device
 
@@ -20,11 +20,12 @@ from ablang.run import pick_device
 def add_arguments(parser) -> None:
     parser.add_argument("model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...')
     parser.add_argument("--prompts", default=None, help="comma-separated (tiny: digits); default: the model's")
-    parser.add_argument("--n", type=int, default=4, help="images per prompt")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=positive_int, default=4, help="images per prompt")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument("--steps", type=positive_int, default=100,
+                        help="sampler steps, at most the model's training steps (T)")
+    parser.add_argument("--guidance", type=finite_float, default=None)
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("-o", "--out", type=Path, default=Path("samples.png"))
 
@@ -38,7 +39,11 @@ def run(args) -> int:
         plan = Plan(model=spec, sampler=SamplerSpec(args.sampler, args.steps, 0.0, args.guidance),
                     seed=args.seed, samples=args.n, prompts=prompts)
         device = pick_device(args.device)
-        model = load_adapter(spec).load(device)
+        model = load_model(spec, device)
+        if args.steps > model.diffusion.num_timesteps:
+            raise AblangError(f"--steps {args.steps} is more than the model's "
+                              f"{model.diffusion.num_timesteps} training steps",
+                              hint=f"use --steps 1..{model.diffusion.num_timesteps}")
         diffusion = Diffusion(model.diffusion, args.steps)
         setup = make_setup(plan, model, diffusion)
         executor = Executor(model, diffusion, setup, device)
@@ -50,6 +55,10 @@ def run(args) -> int:
         task = progress.add_task("sampling", total=len(setup.steps))
         traj = executor.baseline(lambda: progress.advance(task))
     nrow = args.n
-    sample_grid(traj.xs[-1], list(setup.prompts), args.out, nrow=nrow)
+    try:
+        sample_grid(traj.xs[-1], list(setup.prompts), args.out, nrow=nrow)
+    except AblangError as e:  # a read-only folder, a full disk: nothing was replaced
+        print(f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
     print(f"{len(setup.seeds)} images in {traj.seconds:.1f} s -> {args.out}")
     return 0
