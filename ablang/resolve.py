@@ -21,6 +21,7 @@ then stay as written in the plan's component names, so such a plan is for checki
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from ablang import ast
@@ -983,6 +984,15 @@ class _Resolver:
                     "emit-path",
                     hint='write `emit sampler "fast.py" from NAME`',
                 )
+            elif _escapes(path):
+                self.error(
+                    f'emit sampler "{path}" would write outside the study\'s folder',
+                    stmt.path.span,
+                    "emit-path",
+                    hint="a study's emit path is relative to the study file and stays in its folder "
+                    "tree (write e.g. \"build/fast.py\"); to write elsewhere, run "
+                    "`ablang emit STUDY VARIANT -o PATH`",
+                )
             elif path in paths:
                 self.error(
                     f'a second sampler is written to "{path}"',
@@ -994,6 +1004,22 @@ class _Resolver:
                 paths[path] = stmt.path.span
                 out.append(Emit(path, name, span=stmt.span))
         return tuple(out)
+
+
+def _escapes(path: str) -> bool:
+    """An absolute path (``/etc/x``, ``C:\\x``, ``~/x``), or one whose ``..`` climb out of the
+    folder it is relative to."""
+    if path.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", path):
+        return True
+    depth = 0
+    for part in re.split(r"[/\\]+", path):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
 
 
 def _nonzero_literal(text: str) -> bool:

@@ -90,6 +90,24 @@ def auto_batch(model: LoadedModel, rows_per_variant: int) -> int:
     return max(1, budget // max(1, rows_per_variant))
 
 
+def emit_path(plan: Plan, emit, out: Path) -> Path:
+    """Where a study's ``emit sampler "PATH"`` writes: PATH relative to the study's folder, and
+    (symbolic links followed) inside that folder or the run's ``out``; an ``AblangError`` at
+    the emit line otherwise. ``resolve`` has already refused absolute and ``..`` paths."""
+    base = Path(plan.source).parent if plan.source else Path(".")
+    path = base / emit.path
+    real = path.resolve()
+    if not any(real.is_relative_to(root.resolve()) for root in (base, out)):
+        raise AblangError(
+            f'emit sampler "{emit.path}" leads outside the study\'s folder (to {real})',
+            emit.span,
+            code="emit-path",
+            hint="a symbolic link on the way points elsewhere; use `ablang emit -o PATH` to "
+            "write there on purpose",
+        )
+    return path
+
+
 def warn_nonfinite(done: dict[str, Samples], console: Console) -> list[str]:
     """Name every variant whose images hold NaN or inf (``scale skip[0] by 1e308`` overflows):
     their metrics come out as ``-``/null, and without this the reason would be silent."""
@@ -267,6 +285,6 @@ def _run_locked(plan: Plan, options: RunOptions, console: Console, device: torch
 
         for e in plan.emits:
             variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
-            path = emit_sampler(plan, variant, model, Path(e.path), programs)
+            path = emit_sampler(plan, variant, model, emit_path(plan, e, out), programs)
             console.print(f"emitted sampler for {e.variant!r}: {path}")
     return res

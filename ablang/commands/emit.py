@@ -33,7 +33,8 @@ def add_arguments(parser) -> None:
 def default_path(plan: Plan, variant: str) -> Path:
     for e in plan.emits:
         if e.variant == variant:
-            return Path(e.path)
+            # as `ablang run` writes it: relative to the study's folder
+            return (Path(plan.source).parent if plan.source else Path(".")) / e.path
     stem = Path(plan.source).stem or "study"
     return Path("build") / re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}_{variant}.py")
 
