@@ -84,7 +84,7 @@ class Journal:
         self._baseline_sha: str | None = None
         make_dirs(out)
         self.samples_dir = make_dirs(out / SAMPLES)
-        if resume and self.path.exists():
+        if resume and self.path.exists() and self._header_readable():
             self._load()
         else:
             try:
@@ -96,6 +96,18 @@ class Journal:
             except OSError as e:
                 raise io_error(out, e, "clear the old run in") from e
             self._write_line({"fingerprint": fingerprint})
+
+    def _header_readable(self) -> bool:
+        """False when a kill cut the first line itself: nothing was done yet, start over."""
+        with open(self.path, "rb") as f:
+            first = f.readline()
+        try:
+            ok = first.endswith(b"\n") and isinstance(json.loads(first), dict)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            self.warnings.append(f"{self.path}: its first line is cut; the run starts over")
+        return ok
 
     def _write_line(self, record: dict) -> None:
         try:

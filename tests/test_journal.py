@@ -276,3 +276,11 @@ def test_a_fresh_run_removes_the_old_runs_sample_files(tmp_path):
     (tmp_path / "samples" / "notes.txt").write_text("mine")
     Journal(tmp_path, FP, resume=False)
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["notes.txt"]
+
+
+def test_a_header_cut_by_a_kill_starts_over(tmp_path):
+    """A kill while the fingerprint line was being written: resume starts over, not refuses."""
+    (tmp_path / "journal.jsonl").write_text('{"fingerpr')
+    back = Journal(tmp_path, FP, resume=True)
+    assert back.done == {} and back.warnings
+    assert json.loads((tmp_path / "journal.jsonl").read_text()) == {"fingerprint": FP}
