@@ -221,3 +221,18 @@ def test_the_default_out_differs_for_studies_of_one_name_in_two_folders(tmp_path
         outs.append(default_out(check_file(tmp_path / folder / "study.abl").plan))
     assert outs[0] != outs[1]
     assert all(o.parent == Path("runs") and o.name.startswith("study-") for o in outs)
+
+
+def test_emit_into_a_read_only_folder_exits_2(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import ablang.emit
+
+    def refused(plan, variant, model, out, programs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ablang.emit, "emit_sampler", refused)
+    out = tmp_path / "ro" / "fast.py"
+    assert cli.main(["emit", str(SMALL), "late_cache", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: the file system is read-only" in err and "Traceback" not in err

@@ -58,14 +58,19 @@ def shared_model(tmp_path_factory):
     adapter = load_adapter(plan().model)
     model = adapter.load(torch.device("cpu"))
     mp = pytest.MonkeyPatch()
-    mp.setattr(ablang.run, "load_adapter", lambda spec: type("A", (), {"load": lambda self, d: model})())
+    mp.setattr(
+        ablang.run, "load_adapter", lambda spec: type("A", (), {"load": lambda self, d: model})()
+    )
     yield model
     mp.undo()
 
 
 def run(out: Path, resume: bool = False):
-    return run_plan(plan(), RunOptions(out=out, device="cpu", resume=resume, emit=False),
-                    Console(file=io.StringIO()))
+    return run_plan(
+        plan(),
+        RunOptions(out=out, device="cpu", resume=resume, emit=False),
+        Console(file=io.StringIO()),
+    )
 
 
 def outcome(out: Path, model) -> tuple[dict, dict]:
@@ -156,8 +161,9 @@ def test_sigkill_at_random_times_resumes_exactly(reference, shared_model, tmp_pa
     length = time.monotonic() - t0
     for trial in range(3):
         out = tmp_path / f"kill{trial}"
-        p = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(0.3, 1.0) * length)
         p.send_signal(signal.SIGKILL)
         p.wait()

@@ -20,8 +20,10 @@ def test_nan_images_are_named_in_a_warning():
     bad = torch.zeros(2, 1, 4, 4)
     bad[0, 0, 0, 0] = float("nan")
     bad[1, 0, 0, 0] = float("inf")
-    done = {"baseline": Samples("baseline", torch.zeros(2, 1, 4, 4), 0, 1.0, 1),
-            "scale skip[0] by 1e308": Samples("scale skip[0] by 1e308", bad, 0, 1.0, 1)}
+    done = {
+        "baseline": Samples("baseline", torch.zeros(2, 1, 4, 4), 0, 1.0, 1),
+        "scale skip[0] by 1e308": Samples("scale skip[0] by 1e308", bad, 0, 1.0, 1),
+    }
     buf = io.StringIO()
     assert warn_nonfinite(done, Console(file=buf, width=200)) == ["scale skip[0] by 1e308"]
     text = buf.getvalue()
@@ -30,7 +32,10 @@ def test_nan_images_are_named_in_a_warning():
 
 def test_emit_path_is_relative_to_the_study(tmp_path):
     plan = Plan(ModelSpec("tiny"), source=str(tmp_path / "s.abl"))
-    assert emit_path(plan, Emit("build/fast.py", "v"), tmp_path / "out") == tmp_path / "build" / "fast.py"
+    assert (
+        emit_path(plan, Emit("build/fast.py", "v"), tmp_path / "out")
+        == tmp_path / "build" / "fast.py"
+    )
 
 
 def test_emit_path_through_a_symlink_out_of_the_folder_is_refused(tmp_path):
@@ -49,5 +54,9 @@ def test_emit_path_through_a_symlink_out_of_the_folder_is_refused(tmp_path):
 def test_variant_identities_differ_by_name_and_by_window():
     a = Variant("a", (Intervention("drop", "mid", Window("t", 0, 500)),))
     assert variant_identity(a) != variant_identity(Variant("b", a.interventions))
-    assert variant_identity(a) != variant_identity(Variant("a", (Intervention("drop", "mid", Window("t", 0, 600)),)))
-    assert variant_identity(a) == variant_identity(Variant("a", (Intervention("drop", "mid", Window("t", 0, 500)),)))
+    assert variant_identity(a) != variant_identity(
+        Variant("a", (Intervention("drop", "mid", Window("t", 0, 600)),))
+    )
+    assert variant_identity(a) == variant_identity(
+        Variant("a", (Intervention("drop", "mid", Window("t", 0, 500)),))
+    )

@@ -77,8 +77,18 @@ def test_ablang_run_on_a_busy_out_exits_2_before_sampling(tmp_path, capsys, monk
 @pytest.mark.slow
 def test_two_ablang_runs_at_once_one_is_refused(tmp_path):
     """Two real `ablang run` processes on one --out: exactly one runs, the other exits 2."""
-    args = [sys.executable, "-m", "ablang.cli", "run", str(SMALL), "--out", str(tmp_path),
-            "--device", "cpu", "--no-emit"]
+    args = [
+        sys.executable,
+        "-m",
+        "ablang.cli",
+        "run",
+        str(SMALL),
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--no-emit",
+    ]
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -76,7 +76,8 @@ def _load_error(spec, e: Exception):
         # torch's own text suggests weights_only=False, which would run the file's code
         detail = "not a plain PyTorch checkpoint (ablang loads tensors only, never code)"
     return AblangError(
-        f"cannot load the model {spec.label()}: {type(e).__name__}" + (f": {detail}" if detail else ""),
+        f"cannot load the model {spec.label()}: {type(e).__name__}"
+        + (f": {detail}" if detail else ""),
         code="model",
         hint="check that the checkpoint is a complete PyTorch state dict for this config",
     )
