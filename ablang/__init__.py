@@ -16,6 +16,9 @@ How a study flows, and where each stage lives::
   only), ``adm_family.py`` what GLIDE, guided-diffusion and the built-in model share, and
   ``tiny.py``/``adm.py``/``glide.py``/``diffusers_unet.py`` the adapters.
 - ``fmt.py`` formats studies, ``lexer.py`` highlights them, ``train.py`` trains ``tiny``.
+- ``preflight.py``: what only a study's sizes reveal (fid/kid image counts, memory), for ``check``.
+- ``fsio.py`` replaces files atomically; ``runlock.py`` keeps one run per output directory
+  (docs/reliability.md says what is promised about files and how it is tested).
 - ``run.py`` wires the stages for ``ablang run``; ``cli.py`` + ``commands/`` are the command line.
 """
 
