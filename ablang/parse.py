@@ -301,7 +301,12 @@ def parse(text: str, path: str = "<study>") -> ast.Study:
 
 
 def _same_place(a: AblangError, b: AblangError) -> bool:
-    return a.code == b.code and a.span is not None and b.span is not None and a.span.line == b.span.line
+    return (
+        a.code == b.code
+        and a.span is not None
+        and b.span is not None
+        and a.span.line == b.span.line
+    )
 
 
 def _matching_close(lines: list[str], line_no: int) -> int | None:

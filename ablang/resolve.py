@@ -959,7 +959,9 @@ class _Resolver:
                 return None
         return Constraint(name, c.cmp, value, c.percent, span=c.span)
 
-    def emits(self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()) -> tuple[Emit, ...]:
+    def emits(
+        self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()
+    ) -> tuple[Emit, ...]:
         # a search's name stands for its best variant, known once the run has searched
         named = [v.name for v in variants if v.origin in ("baseline", "variant")]
         named += [s.name for s in searches]
@@ -990,7 +992,7 @@ class _Resolver:
                     stmt.path.span,
                     "emit-path",
                     hint="a study's emit path is relative to the study file and stays in its folder "
-                    "tree (write e.g. \"build/fast.py\"); to write elsewhere, run "
+                    'tree (write e.g. "build/fast.py"); to write elsewhere, run '
                     "`ablang emit STUDY VARIANT -o PATH`",
                 )
             elif path in paths:

@@ -146,14 +146,18 @@ def test_prompts_outside_the_models_classes_are_positioned_errors(tiny_sized, tm
 
 def test_fid_with_one_image_is_an_error_at_check_time(tiny_sized, tmp_path):
     """Defect 7: `metrics fid, kid` with 1 image sampled everything, then exited 2."""
-    path = write(tmp_path, "f.abl", 'model tiny\nsamples 1\nprompts "3"\nmetrics fid, kid\ndrop mid\n')
+    path = write(
+        tmp_path, "f.abl", 'model tiny\nsamples 1\nprompts "3"\nmetrics fid, kid\ndrop mid\n'
+    )
     checked = check_file(path)
     assert codes(checked) == [("too-few-samples", 2, 9)]
     assert checked.plan is None
 
 
 def test_fid_on_few_images_is_a_warning_with_the_figure(tiny_sized, tmp_path, capsys):
-    path = write(tmp_path, "f.abl", 'model tiny\nsamples 3\nprompts "3", "4"\nmetrics fid\ndrop mid\n')
+    path = write(
+        tmp_path, "f.abl", 'model tiny\nsamples 3\nprompts "3", "4"\nmetrics fid\ndrop mid\n'
+    )
     checked = check_file(path)
     assert not checked.errors and checked.plan is not None
     (w,) = checked.warnings
@@ -189,7 +193,9 @@ def test_the_memory_estimate_passes_an_ordinary_study(tiny_sized):
 @pytest.mark.parametrize("number", ["1e-400", "0.1e-330", "-1e-999"])
 def test_a_number_that_underflows_to_zero_is_an_error(tiny, tmp_path, number):
     """Defect 10: `by 1e-400` silently became 0."""
-    path = write(tmp_path, "u.abl", f"model tiny\nscale skip[0] by {number}\nscale skip[1] by 0.0e5\n")
+    path = write(
+        tmp_path, "u.abl", f"model tiny\nscale skip[0] by {number}\nscale skip[1] by 0.0e5\n"
+    )
     checked = check_file(path)
     assert codes(checked) == [("bad-number", 2, 18)]
     assert "silently become 0" in checked.errors[0].message
@@ -197,7 +203,11 @@ def test_a_number_that_underflows_to_zero_is_an_error(tiny, tmp_path, number):
 
 def test_a_nested_block_is_reported_once(tiny, tmp_path, capsys):
     """Defect 10: nesting errors were printed twice (and a stray `}` error after them)."""
-    path = write(tmp_path, "n.abl", "model tiny\nvariant a {\n  variant b {\n    drop mid\n  }\n  drop skip[1]\n}\n")
+    path = write(
+        tmp_path,
+        "n.abl",
+        "model tiny\nvariant a {\n  variant b {\n    drop mid\n  }\n  drop skip[1]\n}\n",
+    )
     checked = check_file(path)
     assert codes(checked) == [("syntax/not-in-block", 3, 3)]
     assert main(["check", str(path)]) == 2
@@ -209,12 +219,20 @@ def test_a_nested_block_is_reported_once(tiny, tmp_path, capsys):
 )
 def test_an_emit_path_leaving_the_study_folder_is_an_error(tiny, tmp_path, path):
     """Defect 5: `emit sampler "PATH"` could overwrite any file; check said ok."""
-    study = write(tmp_path, "e.abl", f'model tiny\nvariant v {{\n    drop mid\n}}\nemit sampler "{path}" from v\n')
+    study = write(
+        tmp_path,
+        "e.abl",
+        f'model tiny\nvariant v {{\n    drop mid\n}}\nemit sampler "{path}" from v\n',
+    )
     checked = check_file(study)
     assert codes(checked) == [("emit-path", 5, 14)]
     assert "ablang emit" in checked.errors[0].hint
 
 
 def test_an_emit_path_inside_the_study_folder_is_fine(tiny, tmp_path):
-    study = write(tmp_path, "e.abl", 'model tiny\nvariant v {\n    drop mid\n}\nemit sampler "build/./v.py" from v\n')
+    study = write(
+        tmp_path,
+        "e.abl",
+        'model tiny\nvariant v {\n    drop mid\n}\nemit sampler "build/./v.py" from v\n',
+    )
     assert not check_file(study).errors

@@ -72,14 +72,20 @@ def test_inspect_an_unknown_model_exits_2(capsys):
 
 def test_sample_writes_a_png(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert cli.main(["sample", "tiny", "--prompts", "3,7", "--n", "1", "--steps", "5", "-o", str(out)]) == 0
+    assert (
+        cli.main(["sample", "tiny", "--prompts", "3,7", "--n", "1", "--steps", "5", "-o", str(out)])
+        == 0
+    )
     assert out.read_bytes()[:8] == PNG
     assert "2 images" in capsys.readouterr().out
 
 
 def test_sample_refuses_prompts_the_model_lacks(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert cli.main(["sample", "tiny", "--prompts", "cat", "--n", "1", "--steps", "2", "-o", str(out)]) == 2
+    assert (
+        cli.main(["sample", "tiny", "--prompts", "cat", "--n", "1", "--steps", "2", "-o", str(out)])
+        == 2
+    )
     assert not out.exists()
     assert "digits" in capsys.readouterr().err
 
@@ -104,13 +110,20 @@ def test_run_without_out_uses_runs_study_name(tmp_path, capsys, monkeypatch):
     from ablang.run import RunOptions, default_out
 
     seen: list[RunOptions] = []
-    monkeypatch.setattr("ablang.commands.run.run_plan", lambda plan, options, console: seen.append(options))
+    monkeypatch.setattr(
+        "ablang.commands.run.run_plan", lambda plan, options, console: seen.append(options)
+    )
     study = tmp_path / "my study.abl"
     shutil.copyfile(SMALL, study)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", str(study), "--mode", "accelerate", "--batch", "3", "--no-emit"]) == 0
     (options,) = seen
-    assert options.out is None and options.mode == "accelerate" and options.batch == 3 and not options.emit
+    assert (
+        options.out is None
+        and options.mode == "accelerate"
+        and options.batch == 3
+        and not options.emit
+    )
     from ablang.commands.check import check_file
 
     assert default_out(check_file(study).plan).name.startswith("my_study-")
@@ -140,7 +153,10 @@ def test_sample_refuses_bad_numbers(tmp_path, capsys, args):
 
 
 def test_sample_refuses_more_steps_than_the_model_has(tmp_path, capsys):
-    assert cli.main(["sample", "tiny", "--steps", "5000", "--n", "1", "-o", str(tmp_path / "s.png")]) == 2
+    assert (
+        cli.main(["sample", "tiny", "--steps", "5000", "--n", "1", "-o", str(tmp_path / "s.png")])
+        == 2
+    )
     assert "more than the model's 1000 training steps" in capsys.readouterr().err
 
 
@@ -154,7 +170,10 @@ def test_sample_into_a_read_only_folder_exits_2(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(fsio.tempfile, "mkstemp", refused)
     out = tmp_path / "s.png"
-    assert cli.main(["sample", "tiny", "--steps", "2", "--n", "1", "--prompts", "3", "-o", str(out)]) == 2
+    assert (
+        cli.main(["sample", "tiny", "--steps", "2", "--n", "1", "--prompts", "3", "-o", str(out)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"cannot write {out}: the file system is read-only" in err and "Traceback" not in err
 
@@ -185,9 +204,14 @@ def test_inspect_a_damaged_checkpoint_exits_2(tmp_path, capsys):
     import json
 
     (tmp_path / "bad.pt").write_bytes(b"\x80\x02 this is not a checkpoint")
-    (tmp_path / "good.json").write_text(json.dumps({"image_size": 16, "num_channels": 32,
-                                                    "num_res_blocks": 1, "channel_mult": [1, 2]}))
-    code = cli.main(["inspect", "adm", str(tmp_path / "bad.pt"), "config", str(tmp_path / "good.json")])
+    (tmp_path / "good.json").write_text(
+        json.dumps(
+            {"image_size": 16, "num_channels": 32, "num_res_blocks": 1, "channel_mult": [1, 2]}
+        )
+    )
+    code = cli.main(
+        ["inspect", "adm", str(tmp_path / "bad.pt"), "config", str(tmp_path / "good.json")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot load the model" in err and "Traceback" not in err
     assert "weights_only" not in err  # torch's advice to unpickle untrusted code is not passed on

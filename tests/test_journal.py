@@ -36,7 +36,11 @@ def test_append_and_resume_round_trip(tmp_path):
     for s in written:
         got = back.done[s.variant]
         torch.testing.assert_close(got.images, s.images, rtol=0, atol=0)
-        assert (got.start_step, got.seconds, got.evaluations) == (s.start_step, s.seconds, s.evaluations)
+        assert (got.start_step, got.seconds, got.evaluations) == (
+            s.start_step,
+            s.seconds,
+            s.evaluations,
+        )
     base = back.baseline()
     assert base is not None and base.seconds == 1.5 and base.step_seconds == [0.5, 0.5, 0.5]
     assert len(base.xs) == 4
@@ -120,7 +124,9 @@ def test_recomputing_a_missing_variant_keeps_the_others(tmp_path):
     final = Journal(tmp_path, FP, resume=True)
     assert sorted(final.done) == ["a", "b", "c"]
     for k, name in enumerate(["a", "b", "c"]):
-        torch.testing.assert_close(final.done[name].images, samples(name, k + 1).images, rtol=0, atol=0)
+        torch.testing.assert_close(
+            final.done[name].images, samples(name, k + 1).images, rtol=0, atol=0
+        )
 
 
 def test_no_temporary_files_are_left(tmp_path):
@@ -161,8 +167,14 @@ def test_files_are_named_by_identity_not_by_position(tmp_path):
     again = Journal(tmp_path, FP, resume=True)
     assert sorted(again.done) == ["a", "b", "c"]
     for k, name in enumerate(["a", "b", "c"]):
-        torch.testing.assert_close(again.done[name].images, samples(name, k + 1).images, rtol=0, atol=0)
-    files = [json.loads(t)["file"] for t in lines(tmp_path)[1:] if t.startswith('{"variant"') and t.endswith("}")]
+        torch.testing.assert_close(
+            again.done[name].images, samples(name, k + 1).images, rtol=0, atol=0
+        )
+    files = [
+        json.loads(t)["file"]
+        for t in lines(tmp_path)[1:]
+        if t.startswith('{"variant"') and t.endswith("}")
+    ]
     assert len(set(files)) == 3
 
 
@@ -223,13 +235,17 @@ def test_a_damaged_samples_file_is_recomputed(tmp_path, damage):
     assert len(back.warnings) == 1 and "computed again" in back.warnings[0]
 
 
-@pytest.mark.parametrize("name", ["../../elsewhere/samples/0000.pt", "/etc/passwd", "sub/x.pt", "..", ""])
+@pytest.mark.parametrize(
+    "name", ["../../elsewhere/samples/0000.pt", "/etc/passwd", "sub/x.pt", "..", ""]
+)
 def test_file_names_outside_samples_are_never_read(tmp_path, name, monkeypatch):
     """Defect 6: a journal line's file was loaded from outside the run folder."""
     three(tmp_path)
     opened: list[str] = []
     original = torch.load
-    monkeypatch.setattr(torch, "load", lambda f, *a, **k: opened.append(str(f)) or original(f, *a, **k))
+    monkeypatch.setattr(
+        torch, "load", lambda f, *a, **k: opened.append(str(f)) or original(f, *a, **k)
+    )
     text = lines(tmp_path)
     rec = json.loads(text[2])
     rec["file"] = name
@@ -264,7 +280,9 @@ def test_a_damaged_baseline_is_recomputed(tmp_path, damage):
     elif damage == "truncated":
         path.write_bytes(data[:100])
     elif damage == "replaced":  # another run's baseline, complete but not this one
-        torch.save({"xs": torch.zeros(3, 1, 4, 4), "seconds": 1.0, "step_seconds": [0.5, 0.5]}, path)
+        torch.save(
+            {"xs": torch.zeros(3, 1, 4, 4), "seconds": 1.0, "step_seconds": [0.5, 0.5]}, path
+        )
     else:
         write_lines(tmp_path, lines(tmp_path)[:1])
     back = Journal(tmp_path, FP, resume=True)

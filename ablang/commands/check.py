@@ -80,8 +80,14 @@ def check_file(path: str | Path, tables: dict | None = None) -> Checked:
     for e in errors + warnings:
         e.path = path
     if errors:
-        return Checked(path, text, errors=tuple(errors), unavailable=unavailable, model=spec,
-                       warnings=tuple(warnings))
+        return Checked(
+            path,
+            text,
+            errors=tuple(errors),
+            unavailable=unavailable,
+            model=spec,
+            warnings=tuple(warnings),
+        )
     return Checked(path, text, plan, unavailable=unavailable, model=spec, warnings=tuple(warnings))
 
 

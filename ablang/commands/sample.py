@@ -18,13 +18,21 @@ from ablang.run import pick_device
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...')
-    parser.add_argument("--prompts", default=None, help="comma-separated (tiny: digits); default: the model's")
+    parser.add_argument(
+        "model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...'
+    )
+    parser.add_argument(
+        "--prompts", default=None, help="comma-separated (tiny: digits); default: the model's"
+    )
     parser.add_argument("--n", type=positive_int, default=4, help="images per prompt")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
-    parser.add_argument("--steps", type=positive_int, default=100,
-                        help="sampler steps, at most the model's training steps (T)")
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="sampler steps, at most the model's training steps (T)",
+    )
     parser.add_argument("--guidance", type=finite_float, default=None)
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("-o", "--out", type=Path, default=Path("samples.png"))
@@ -36,29 +44,47 @@ def run(args) -> int:
     try:
         spec = parse_model(args.model)
         prompts = tuple(p.strip() for p in args.prompts.split(",")) if args.prompts else ()
-        plan = Plan(model=spec, sampler=SamplerSpec(args.sampler, args.steps, 0.0, args.guidance),
-                    seed=args.seed, samples=args.n, prompts=prompts)
+        plan = Plan(
+            model=spec,
+            sampler=SamplerSpec(args.sampler, args.steps, 0.0, args.guidance),
+            seed=args.seed,
+            samples=args.n,
+            prompts=prompts,
+        )
         device = pick_device(args.device)
         model = load_model(spec, device)
         if args.steps > model.diffusion.num_timesteps:
-            raise AblangError(f"--steps {args.steps} is more than the model's "
-                              f"{model.diffusion.num_timesteps} training steps",
-                              hint=f"use --steps 1..{model.diffusion.num_timesteps}")
+            raise AblangError(
+                f"--steps {args.steps} is more than the model's "
+                f"{model.diffusion.num_timesteps} training steps",
+                hint=f"use --steps 1..{model.diffusion.num_timesteps}",
+            )
         diffusion = Diffusion(model.diffusion, args.steps)
         setup = make_setup(plan, model, diffusion)
         executor = Executor(model, diffusion, setup, device)
     except AblangError as e:
-        print(f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        print(
+            f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+            file=sys.stderr,
+        )
         return 2
-    with Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("sampling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task("sampling", total=len(setup.steps))
         traj = executor.baseline(lambda: progress.advance(task))
     nrow = args.n
     try:
         sample_grid(traj.xs[-1], list(setup.prompts), args.out, nrow=nrow)
     except AblangError as e:  # a read-only folder, a full disk: nothing was replaced
-        print(f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        print(
+            f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+            file=sys.stderr,
+        )
         return 2
     print(f"{len(setup.seeds)} images in {traj.seconds:.1f} s -> {args.out}")
     return 0
