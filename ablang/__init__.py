@@ -16,13 +16,19 @@ How a study flows, and where each stage lives (docs/architecture.md has a paragr
 - ``components.py``: the model-independent component table (enc/mid/dec/skip, levels).
 - ``results.py``: the result dataclasses every stage after ``measure`` shares.
 - ``trace.py``: torch.fx tracing of a Unet and the component table read off the graph.
-- ``diffusion.py``: noise schedules, GLIDE-style respacing, DDPM/DDIM steps.
+- ``diffusion.py``: noise schedules, respacing as guided-diffusion does it, the per-step tables.
 - ``models/``: the only model-specific code. ``kinds.py`` is the table of model kinds,
   ``registry.py`` picks the adapter; ``tiny_unet.py`` is the built-in model (torch only),
   ``adm_family.py`` what GLIDE, guided-diffusion and the built-in model share, and
   ``tiny.py``/``adm.py``/``glide.py``/``diffusers_unet.py`` the adapters.
 - ``session.py``: one plan's model, diffusion, setup, programs, executor and FLOP counter.
 - ``fmt.py`` formats studies, ``lexer.py`` highlights them, ``train.py`` trains ``tiny``.
+- ``runtime.py``: the sampling loop, written once (torch only): noise per seed, guidance by
+  batch doubling, the DDPM/DDIM step, the grid writer; the executor runs it and every emitted
+  sampler carries its source verbatim.
+- ``preflight.py``: what only a study's sizes reveal (fid/kid image counts, memory), for ``check``.
+- ``fsio.py`` replaces files atomically; ``runlock.py`` keeps one run per output directory
+  (docs/reliability.md says what is promised about files and how it is tested).
 - ``run.py`` runs a plan as a sequence of named steps (``ablang run``); ``cli.py`` +
   ``commands/`` are the command line.
 

@@ -55,6 +55,9 @@ class ComponentTable:
     num_timesteps: int = 1000  # T: the model's training diffusion steps; t ranges over [0, T)
     prompt_kind: Literal["class", "text", "none"] = "class"
     num_levels: int = field(default=0)
+    # a class-conditional model's prompts, exactly as a study writes them; () = not known here
+    classes: tuple[str, ...] = ()
+    image_shape: tuple[int, ...] = ()  # (C, H, W) of the images it makes; () = not known here
 
     def __post_init__(self) -> None:
         if not self.num_levels and self.components:

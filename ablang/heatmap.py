@@ -17,6 +17,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from ablang.fsio import atomic_savefig, make_dirs
 from ablang.plan import Sweep, Window
 from ablang.results import HIGHER_IS_CLOSER, Results, format_metric
 
@@ -199,6 +200,5 @@ def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Pa
     bar.ax.tick_params(labelsize=7)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    make_dirs(path.parent)
+    return atomic_savefig(fig, path)

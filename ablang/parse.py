@@ -277,11 +277,19 @@ def parse(text: str, path: str = "<study>") -> ast.Study:
         except UnexpectedInput as e:
             err = syntax_error(e, "\n".join(lines), _parser()[0])
             err.path = path
-            errors.append(err)
+            # the recovery's own stand-in line failing again is the same mistake: say it once
+            if not (errors and _same_place(errors[-1], err)):
+                errors.append(err)
             fixed = recovery_line(e, err, lines)
             if fixed is None or len(errors) >= MAX_SYNTAX_ERRORS:
                 break
             line_no, replacement = fixed
+            if err.code == "syntax/not-in-block":
+                # a block nested in a block: blank it and its closing brace, not the outer one's
+                close = _matching_close(lines, line_no)
+                replacement = ""
+                if close is not None:
+                    lines[close - 1] = ""
             lines[line_no - 1] = replacement
             continue
         if errors:
@@ -290,6 +298,26 @@ def parse(text: str, path: str = "<study>") -> ast.Study:
         end = Span(1, 1, len(lines), 1)
         return ast.Study(statements, kept, path=path, span=end)
     raise AblangErrors(errors)
+
+
+def _same_place(a: AblangError, b: AblangError) -> bool:
+    return (
+        a.code == b.code
+        and a.span is not None
+        and b.span is not None
+        and a.span.line == b.span.line
+    )
+
+
+def _matching_close(lines: list[str], line_no: int) -> int | None:
+    """The line of the ``}`` closing a block whose ``{`` is on ``line_no`` (None: unclosed)."""
+    depth = 0
+    for k in range(line_no - 1, len(lines)):
+        code = lines[k].split("#", 1)[0]
+        depth += code.count("{") - code.count("}")
+        if depth <= 0:
+            return k + 1 if k + 1 != line_no else None
+    return None
 
 
 def decode(data: bytes, path: str = "<study>") -> str:

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ablang.fsio import atomic_save_image, atomic_savefig, atomic_write_text, make_dirs
 from ablang.heatmap import save_heatmap_png, terminal_heatmap
 from ablang.plan import Intervention, Plan, Search
 from ablang.results import Results, VariantResult, format_metric, slug
@@ -169,12 +170,10 @@ def _ablang_version() -> str:
 
 def write_results(results: Results, out_dir: str | Path) -> Path:
     """``<out_dir>/results.json``: indent 2, keys in contract order, strict JSON."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out_dir)
     path = out / RESULTS_FILE
     text = json.dumps(results_json(results), indent=2, allow_nan=False, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, text + "\n")
 
 
 # ---------------------------------------------------------------------------- the table
@@ -342,9 +341,8 @@ def sample_grid(
             y = pad + r * cell_h + (ch - line_h) // 2
             draw.text((4, y), _fit(draw, rp[0], font, label_w - 8), fill="black", font=font)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, format="PNG")
-    return path
+    make_dirs(path.parent)
+    return atomic_save_image(sheet, path)
 
 
 def write_grids(
@@ -502,9 +500,11 @@ def save_search_png(result, path: str | Path) -> Path:
     )
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        make_dirs(path.parent)
+        atomic_savefig(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -31,13 +32,15 @@ from rich.progress import (
 
 import ablang
 from ablang.compile import Mode
+from ablang.errors import AblangError
 from ablang.execute import Samples, Trajectory, batches
 from ablang.journal import Journal
 from ablang.measure import Measure, check_metrics, versions
 from ablang.models.base import LoadedModel
-from ablang.plan import Plan, Variant
+from ablang.plan import Emit, Plan, Variant
 from ablang.report import print_report, write_report
 from ablang.results import Cost, Results, SearchResult, VariantResult
+from ablang.runlock import lock_run_dir
 from ablang.session import Session
 
 PROGRESS_COLUMNS = (
@@ -54,7 +57,7 @@ PROGRESS_COLUMNS = (
 class RunOptions:
     """Every option of a run; ``ablang run``'s flags map to these one to one."""
 
-    out: Path | None = None  # default: runs/<study name>/
+    out: Path | None = None  # default: runs/<study name>-<hash of its path>/
     mode: Literal["measure", "accelerate"] = "measure"
     resume: bool = False
     device: Literal["cpu", "cuda", "auto"] | None = None  # None: the study's ``device`` setting
@@ -64,8 +67,53 @@ class RunOptions:
 
 
 def default_out(plan: Plan) -> Path:
+    """``runs/<stem>-<8 hex digits of the study's resolved path>``: two studies of one file name
+    in different folders never share (and overwrite) a run directory."""
     stem = Path(plan.source).stem if plan.source else "study"
-    return Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+    where = str(Path(plan.source).resolve()) if plan.source else ""
+    tag = hashlib.sha256(where.encode("utf-8")).hexdigest()[:8]
+    return Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)}-{tag}"
+
+
+def variant_identity(variant: Variant) -> str:
+    """What names a variant's samples file in the journal: its name and its resolved
+    interventions (ops, targets, parameters, windows), never its position in the run."""
+    return repr((variant.name, variant.interventions))  # spans are repr=False: layout never counts
+
+
+def emit_path(plan: Plan, emit: Emit, out: Path) -> Path:
+    """Where a study's ``emit sampler "PATH"`` writes: PATH relative to the study's folder, and
+    (symbolic links followed) inside that folder or the run's ``out``; an ``AblangError`` at
+    the emit line otherwise. ``resolve`` has already refused absolute and ``..`` paths."""
+    base = Path(plan.source).parent if plan.source else Path(".")
+    path = base / emit.path
+    real = path.resolve()
+    if not any(real.is_relative_to(root.resolve()) for root in (base, out)):
+        raise AblangError(
+            f'emit sampler "{emit.path}" leads outside the study\'s folder (to {real})',
+            emit.span,
+            code="emit-path",
+            hint="a symbolic link on the way points elsewhere; use `ablang emit -o PATH` to "
+            "write there on purpose",
+        )
+    return path
+
+
+def warn_nonfinite(done: dict[str, Samples], console: Console) -> list[str]:
+    """Name every variant whose images hold NaN or inf (``scale skip[0] by 1e308`` overflows):
+    their metrics come out as ``-``/null, and without this the reason would be silent."""
+    bad = []
+    for name, s in done.items():
+        finite = torch.isfinite(s.images)
+        if not bool(finite.all()):
+            share = 1.0 - finite.float().mean().item()
+            bad.append(name)
+            console.print(
+                f"[yellow]warning:[/] variant {name!r} made images with NaN or inf in "
+                f"{100 * share:.3g}% of pixels (the Unet overflowed); its metrics are - / null",
+                highlight=False,
+            )
+    return bad
 
 
 def fingerprint(plan: Plan, model: LoadedModel, mode: str) -> str:
@@ -111,8 +159,14 @@ def load_session(plan: Plan, options: RunOptions) -> Session:
     return session
 
 
-def open_journal(session: Session, out: Path, options: RunOptions) -> Journal:
-    return Journal(out, fingerprint(session.plan, session.model, options.mode), options.resume)
+def open_journal(session: Session, out: Path, options: RunOptions, console: Console) -> Journal:
+    """The run's journal; entries that fail their checks are dropped (and recomputed) with a
+    warning each."""
+    fp = fingerprint(session.plan, session.model, options.mode)
+    journal = Journal(out, fp, options.resume)
+    for warning in journal.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return journal
 
 
 def announce(
@@ -177,8 +231,8 @@ def run_variants(
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} batched)"
         total = len(steps) - session.schedule(group[0]).first_active
         task, tick = bars.task(label[:60], total, len(group))
-        for samples in session.executor.run_batch(group, baseline, mode, tick):
-            journal.append(samples)
+        for variant, samples in zip(group, session.executor.run_batch(group, baseline, mode, tick)):
+            journal.append(samples, variant_identity(variant))
         bars.progress.remove_task(task)
 
 
@@ -244,7 +298,7 @@ def run_plan_searches(
 
 
 def emit_samplers(
-    session: Session, found: dict[str, Variant], options: RunOptions, console: Console
+    session: Session, found: dict[str, Variant], out: Path, options: RunOptions, console: Console
 ) -> None:
     """The study's ``emit sampler`` statements; a search's variant is its best one."""
     from ablang.emit import emit_sampler
@@ -253,7 +307,12 @@ def emit_samplers(
     for e in plan.emits:
         variant = found[e.variant] if e.variant in found else plan.variant(e.variant)
         path = emit_sampler(
-            plan, variant, session.model, Path(e.path), session.programs, force=options.force
+            plan,
+            variant,
+            session.model,
+            emit_path(plan, e, out),
+            session.programs,
+            force=options.force,
         )
         console.print(f"emitted sampler for {e.variant!r}: {path}")
 
@@ -300,10 +359,15 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
     """Run every variant of ``plan``, measure them, run its searches, write the report and emit
     its samplers; returns the ``Results``."""
     console = console or Console()
+    out = options.out or default_out(plan)
+    with lock_run_dir(out):  # one writer per run directory, held until the last file is written
+        return _run_locked(plan, options, out, console)
+
+
+def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) -> Results:
     started = time.perf_counter()
     session = load_session(plan, options)
-    out = options.out or default_out(plan)
-    journal = open_journal(session, out, options)
+    journal = open_journal(session, out, options, console)
     todo = [v for v in plan.variants[1:] if v.name not in journal.done]
     planned = announce(session, journal, todo, options, console)
     max_chunks = max_chunks_of(session, options)
@@ -314,6 +378,7 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
 
     done = journal.done
     done["baseline"] = baseline_samples(session, baseline)
+    warn_nonfinite(done, console)
     prompts = list(session.setup.prompts)
     measure = Measure(plan.metrics, session.model, done["baseline"].images, prompts)
     variants = measure_variants(session, measure, done, baseline)
@@ -326,5 +391,5 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
     files = write_report(res, out, {v.name: done[v.name].images for v in res.variants})
     print_report(res, console, out, files)
     if options.emit and plan.emits:
-        emit_samplers(session, found, options, console)
+        emit_samplers(session, found, out, options, console)
     return res

@@ -6,7 +6,7 @@ steps, guidance), the ``ProgramCache`` of compiled programs, the ``Executor`` an
 ``FlopCounter``. ``ablang run``, ``ablang emit``, ``ablang sample`` and ``ablang inspect`` build
 it here instead of repeating the loading sequence::
 
-    Plan --load_adapter(plan.model).load(device)--> LoadedModel
+    Plan --load_model(plan.model, device)---------> LoadedModel
          --Diffusion(model.diffusion, steps)------> Diffusion
          --make_setup(plan, model, diffusion)-----> RunSetup
          --ProgramCache(model.traced)-------------> ProgramCache
@@ -32,9 +32,9 @@ from ablang.cost import FlopCounter
 from ablang.diffusion import Diffusion
 from ablang.errors import AblangError
 from ablang.execute import Executor, RunSetup, make_setup
-from ablang.models import component_table as _component_table
 from ablang.models.base import LoadedModel
-from ablang.models.registry import load_adapter
+from ablang.models.registry import component_table as _component_table
+from ablang.models.registry import load_model
 from ablang.plan import ModelSpec, Plan, SamplerSpec, Variant
 
 
@@ -50,7 +50,8 @@ def pick_device(setting: str) -> torch.device:
 
 
 def component_table(spec: ModelSpec) -> ComponentTable:
-    """The component table of the model ``spec`` names, without loading its weights."""
+    """The component table of the model ``spec`` names, without running it; a model that is not
+    at hand raises ``ModelUnavailable``, one that does not load an ``AblangError``."""
     return _component_table(spec)
 
 
@@ -61,6 +62,13 @@ class Session:
         self.plan = plan
         self.model = model
         self.device = device
+        if plan.sampler.steps > model.diffusion.num_timesteps:
+            raise AblangError(
+                f"{plan.sampler.steps} sampler steps are more than the model's "
+                f"{model.diffusion.num_timesteps} training steps",
+                hint=f"use 1..{model.diffusion.num_timesteps} steps",
+                code="steps",
+            )
         self.diffusion = Diffusion(model.diffusion, plan.sampler.steps)
         self.setup: RunSetup = make_setup(plan, model, self.diffusion)
         self.programs = ProgramCache(model.traced)
@@ -71,7 +79,7 @@ class Session:
         """Load ``plan``'s model on ``device`` (default: the plan's ``device`` setting)."""
         if not isinstance(device, torch.device):
             device = pick_device(device or plan.device)
-        return cls(plan, load_adapter(plan.model).load(device), device)
+        return cls(plan, load_model(plan.model, device), device)
 
     @classmethod
     def from_model(

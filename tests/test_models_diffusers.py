@@ -451,10 +451,10 @@ def test_emitted_sampler_matches_the_run(saved, tmp_path):
     study = (
         f'model diffusers "{spec.path}"\nsampler ddpm steps 3\nseed 0\nsamples 2\nmetrics mse\n'
         "variant v {\n    cache dec[0] every 2\n    drop skip[1] for t in 0..500\n}\n"
-        f'emit sampler "{tmp_path / "fast.py"}" from v\n'
+        'emit sampler "fast.py" from v\n'  # relative to the study file, in tmp_path
     )
     table = load_adapter(spec).component_table()
-    plan = resolve(parse(study, "s.abl"), table, source_path="s.abl")
+    plan = resolve(parse(study, "s.abl"), table, source_path=str(tmp_path / "s.abl"))
     run_plan(plan, RunOptions(out=tmp_path / "run", device="cpu"))
     loader = importlib.util.spec_from_file_location("fast_diffusers", tmp_path / "fast.py")
     fast = importlib.util.module_from_spec(loader)

@@ -16,6 +16,7 @@ from ablang.components import ComponentTable
 from ablang.errors import AblangError, AblangErrors, as_list, render_error, render_error_rich
 from ablang.parse import decode, parse
 from ablang.plan import ModelSpec, Plan
+from ablang.preflight import preflight
 from ablang.resolve import model_spec, resolve
 
 
@@ -29,6 +30,7 @@ class Checked:
     errors: tuple[AblangError, ...] = ()
     unavailable: str | None = None  # why the model's components could not be checked
     model: ModelSpec | None = field(default=None, compare=False)
+    warnings: tuple[AblangError, ...] = ()  # worth knowing, not stopping for (`preflight`)
 
 
 def component_table_or_reason(spec: ModelSpec, cache: dict | None = None) -> ComponentTable | str:
@@ -74,7 +76,19 @@ def check_file(path: str | Path, tables: dict | None = None) -> Checked:
         plan = resolve(study, table, source_path=path, sha256=hashlib.sha256(data).hexdigest())
     except AblangErrors as e:
         return Checked(path, text, errors=tuple(as_list(e)), unavailable=unavailable, model=spec)
-    return Checked(path, text, plan, unavailable=unavailable, model=spec)
+    errors, warnings = preflight(study, plan, table)
+    for found in errors + warnings:
+        found.path = path
+    if errors:
+        return Checked(
+            path,
+            text,
+            errors=tuple(errors),
+            unavailable=unavailable,
+            model=spec,
+            warnings=tuple(warnings),
+        )
+    return Checked(path, text, plan, unavailable=unavailable, model=spec, warnings=tuple(warnings))
 
 
 def add_arguments(parser) -> None:
@@ -90,6 +104,14 @@ def _summary(plan: Plan) -> str:
     if plan.emits:
         parts.append(f"{len(plan.emits)} emit{'s' * (len(plan.emits) > 1)}")
     return ", ".join(parts)
+
+
+def print_warnings(checked: Checked, stream=None) -> None:
+    """``study.abl:4:9: warning: ...`` for each warning, the line and a caret under it."""
+    stream = stream or sys.stderr
+    for w in checked.warnings:
+        text = render_error(w, checked.text, checked.path)
+        stream.write(text.replace(": error: ", ": warning: ", 1) + "\n")
 
 
 def print_errors(checked: Checked, stream=None) -> None:
@@ -112,6 +134,7 @@ def run(args) -> int:
     for path in args.files:
         checked = check_file(path, tables)
         print_errors(checked)
+        print_warnings(checked)
         sys.stderr.flush()
         if checked.errors:
             failed += 1

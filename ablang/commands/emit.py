@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ablang.commands.check import check_file
 from ablang.errors import AblangError, did_you_mean, render_error, render_errors
+from ablang.fsio import io_error
 from ablang.plan import Plan, Variant
 
 
@@ -49,7 +50,8 @@ def add_arguments(parser) -> None:
 def default_path(plan: Plan, variant: str) -> Path:
     for e in plan.emits:
         if e.variant == variant:
-            return Path(e.path)
+            # as `ablang run` writes it: relative to the study's folder
+            return (Path(plan.source).parent if plan.source else Path(".")) / e.path
     stem = Path(plan.source).stem or "study"
     return Path("build") / re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}_{variant}.py")
 
@@ -110,6 +112,9 @@ def run(args) -> int:
         flops = session.trajectory_flops(variant)
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only folder, a full disk
+        print(render_error(io_error(out, e), None, args.study), file=sys.stderr)
         return 2
     print(
         f"wrote {path}: the sampler for `{variant.name}` ({plan.sampler.kind} {plan.sampler.steps} steps)"

@@ -11,6 +11,7 @@ from pathlib import Path
 from ablang.commands.check import Checked, print_errors
 from ablang.errors import AblangError, AblangErrors
 from ablang.fmt import format_text
+from ablang.fsio import atomic_write_text
 from ablang.parse import decode
 
 
@@ -59,6 +60,11 @@ def run(args) -> int:
             print(f"would reformat {name}")
             status = max(status, 1)
         else:
-            path.write_text(new, encoding="utf-8", newline="\n")
+            try:
+                atomic_write_text(path, new)
+            except AblangError as e:  # disk full, read-only: the study is left as it was
+                print_errors(Checked(name, errors=(e,)))
+                status = 2
+                continue
             print(f"reformatted {name}")
     return status

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import traceback
 from pathlib import Path
 
 from rich.console import Console
 
-from ablang.commands.check import check_file
+from ablang.commands.args import non_negative_int
+from ablang.commands.check import check_file, print_warnings
 from ablang.errors import AblangError, render_error, render_errors
-from ablang.run import RunOptions, run_plan
+from ablang.run import RunOptions, default_out, run_plan
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("study", metavar="STUDY.abl")
     parser.add_argument(
-        "--out", type=Path, default=None, help="output directory (default runs/<study name>/)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default runs/<study name>-<hash of its path>/)",
     )
     parser.add_argument(
         "--mode",
@@ -29,7 +34,10 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     parser.add_argument(
-        "--batch", type=int, default=0, help="measure mode: variants per batched forward (0: auto)"
+        "--batch",
+        type=non_negative_int,
+        default=0,
+        help="measure mode: variants per batched forward (0: auto)",
     )
     parser.add_argument(
         "--no-emit", action="store_true", help="do not write the study's emit samplers"
@@ -41,8 +49,25 @@ def add_arguments(parser) -> None:
     )
 
 
+def resume_command(args, plan) -> str:
+    """The command that continues this run: every option the journal's fingerprint checks
+    (the study, --mode) and where it is (--out), plus the options that shaped the run."""
+    out = args.out or default_out(plan)
+    words = ["ablang", "run", args.study, "--out", str(out), "--mode", args.mode]
+    if args.device:
+        words += ["--device", args.device]
+    if args.batch:
+        words += ["--batch", str(args.batch)]
+    if args.no_emit:
+        words.append("--no-emit")
+    if getattr(args, "force", False):
+        words.append("--force")
+    return shlex.join(words + ["--resume"])
+
+
 def run(args) -> int:
     checked = check_file(args.study)
+    print_warnings(checked)
     if checked.errors:
         print(render_errors(list(checked.errors), checked.text, args.study), file=sys.stderr)
         return 2
@@ -71,9 +96,7 @@ def run(args) -> int:
         return 2
     except KeyboardInterrupt:
         # every finished variant is already in the journal; nothing is lost
-        again = (
-            f"ablang run {args.study}" + (f" --out {args.out}" if args.out else "") + " --resume"
-        )
+        again = resume_command(args, checked.plan)
         print(f"\ninterrupted; continue where it stopped with: {again}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a failed run: the traceback for a bug report, exit 1

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ablang.commands.args import finite_float, non_negative_int, positive_int
 from ablang.commands.inspect import MODEL_HELP, parse_model
 from ablang.errors import AblangError
 from ablang.plan import SamplerSpec
@@ -19,11 +20,16 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--prompts", default=None, help="comma-separated (tiny: digits); default: the model's"
     )
-    parser.add_argument("--n", type=int, default=4, help="images per prompt")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=positive_int, default=4, help="images per prompt")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--guidance", type=float, default=None)
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="sampler steps, at most the model's training steps (T)",
+    )
+    parser.add_argument("--guidance", type=finite_float, default=None)
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     parser.add_argument("-o", "--out", type=Path, default=Path("samples.png"))
 
@@ -53,6 +59,13 @@ def run(args) -> int:
         task = progress.add_task("sampling", total=len(setup.steps))
         traj = executor.baseline(lambda: progress.advance(task))
     nrow = args.n
-    sample_grid(traj.xs[-1], list(setup.prompts), args.out, nrow=nrow)
+    try:
+        sample_grid(traj.xs[-1], list(setup.prompts), args.out, nrow=nrow)
+    except AblangError as e:  # a read-only folder, a full disk: nothing was replaced
+        print(
+            f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+            file=sys.stderr,
+        )
+        return 2
     print(f"{len(setup.seeds)} images in {traj.seconds:.1f} s -> {args.out}")
     return 0

@@ -6,6 +6,7 @@ component table, the diffusion it was trained with, and how prompts become condi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -65,7 +66,9 @@ class ModelAdapter(ABC):
 
     def component_table(self) -> ComponentTable:
         if self._table is None:
-            self._table = self.load(torch.device("cpu")).table
+            model = self.load(torch.device("cpu"))
+            # the image size lets `check` estimate a run's memory before anything runs
+            self._table = dataclasses.replace(model.table, image_shape=tuple(model.image_shape))
         return self._table
 
 

@@ -60,6 +60,12 @@ def count(
     return v
 
 
+def _nonzero_literal(text: str) -> bool:
+    """A number literal whose digits are not all 0 (``1e-400``, unlike ``0.0e5``)."""
+    mantissa = text.lower().split("e", 1)[0]
+    return any(c in "123456789" for c in mantissa)
+
+
 def real(
     diag: Diagnostics,
     number: ast.Number,
@@ -84,6 +90,14 @@ def real(
             number.span,
             "bad-number",
             hint=why or None,
+        )
+        return default
+    if v == 0.0 and _nonzero_literal(number.text):
+        diag.error(
+            f"`{what} {number.text}` is too small for a float: it would silently become 0",
+            number.span,
+            "bad-number",
+            hint="write 0 if 0 is meant; the smallest usable magnitude is about 1e-300",
         )
         return default
     return v

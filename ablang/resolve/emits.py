@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ablang import ast
 from ablang.errors import did_you_mean
 from ablang.plan import Emit, Search, Variant
@@ -35,8 +37,33 @@ def emits(
                 "emit-path",
                 hint='write `emit sampler "fast.py" from NAME`',
             )
+        elif _escapes(path):
+            cx.diag.error(
+                f'emit sampler "{path}" would write outside the study\'s folder',
+                stmt.path.span,
+                "emit-path",
+                hint="a study's emit path is relative to the study file and stays in its folder "
+                'tree (write e.g. "build/fast.py"); to write elsewhere, run '
+                "`ablang emit STUDY VARIANT -o PATH`",
+            )
         elif paths.add(
             path, stmt.path.span, f'a second sampler is written to "{path}"', "duplicate-emit"
         ):
             out.append(Emit(path, name, span=stmt.span))
     return tuple(out)
+
+
+def _escapes(path: str) -> bool:
+    """An absolute path (``/etc/x``, ``C:\\x``, ``~/x``), or one whose ``..`` climb out of the
+    folder it is relative to."""
+    if path.startswith(("/", "\\", "~")) or re.match(r"[A-Za-z]:", path):
+        return True
+    depth = 0
+    for part in re.split(r"[/\\]+", path):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False

@@ -171,19 +171,35 @@ def prompts(cx: Context, stmt: ast.PromptsStmt | None) -> tuple[str, ...]:
             hint="remove the prompts line",
         )
         return ()
+    classes = cx.table.classes if cx.table else ()
     for p in stmt.prompts:
-        if kind == "class" and not p.value.strip().isdigit():
+        # isdigit() alone takes "７" and "²": only ASCII digits are class numbers
+        if kind == "class" and not (p.value.isascii() and p.value.strip().isdigit()):
             cx.diag.error(
                 f'the model takes class labels, not "{p.value}"',
                 p.span,
                 "prompts",
-                hint='write class numbers such as "3", "7"',
+                hint=_class_hint(classes),
+            )
+        elif kind == "class" and classes and p.value not in classes:
+            cx.diag.error(
+                f'the model has no class "{p.value}"',
+                p.span,
+                "prompts",
+                hint=_class_hint(classes),
             )
         elif kind == "text" and not p.value.strip():
             cx.diag.error(
                 "an empty prompt", p.span, "prompts", hint="write the text to generate from"
             )
     return tuple(p.value for p in stmt.prompts)
+
+
+def _class_hint(classes: tuple[str, ...]) -> str:
+    if not classes:
+        return 'write class numbers such as "3", "7"'
+    shown = ", ".join(f'"{c}"' for c in classes[:12]) + (", ..." if len(classes) > 12 else "")
+    return f"its classes are {shown}"
 
 
 def metrics(
