@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import ast
 import inspect
-import os
 import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from torch import fx
@@ -40,6 +38,7 @@ from ablang.compile import Program, ProgramCache, RuleSet, cache_input_name, sch
 from ablang.diffusion import Diffusion
 from ablang.errors import AblangError
 from ablang.execute import make_setup
+from ablang.fsio import atomic_write_text, make_dirs
 from ablang.models.base import LoadedModel
 from ablang.plan import Plan, Variant
 
@@ -301,22 +300,6 @@ def check_target(path: Path, force: bool = False) -> None:
         )
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then rename it over
-    ``path``: no reader sees half a sampler, and a crash leaves the old file in place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def emit_sampler(
     plan: Plan,
     variant: Variant,
@@ -338,5 +321,6 @@ def emit_sampler(
             "this is a bug in ablang",
             code="emit",
         ) from e
-    write_atomically(path, src)
+    make_dirs(path.parent)
+    atomic_write_text(path, src)
     return path

@@ -69,7 +69,7 @@ class StepTable:
         """The table of ``rows()``; ``settings`` are time_scale, kind, eta and variance."""
         cols = list(zip(*rows))
         values = {name: tuple(float(v) for v in c) for name, c in zip(COLUMNS, cols[1:])}
-        return cls(timesteps=tuple(int(t) for t in cols[0]), **settings, **values)  # type: ignore[arg-type]
+        return cls(timesteps=tuple(int(t) for t in cols[0]), **{**settings, **values})
 
 
 # a StepTable row's coefficients, after the timestep

@@ -250,7 +250,7 @@ def test_emit_into_a_read_only_folder_exits_2(tmp_path, capsys, monkeypatch):
 
     import ablang.emit
 
-    def refused(plan, variant, model, out, programs):
+    def refused(plan, variant, model, out, programs, **options):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(ablang.emit, "emit_sampler", refused)
