@@ -28,6 +28,7 @@ from ablang.components import KINDS, Component, ComponentTable
 from ablang.errors import AblangError, AblangErrors, Note, Span, did_you_mean
 from ablang.plan import (
     QUALITY_METRICS,
+    BandSpec,
     Constraint,
     Emit,
     Intervention,
@@ -48,6 +49,8 @@ OBJECTIVES = ("speedup",)
 # Metrics with a baseline value of their own; mse/psnr/ssim compare against the baseline images,
 # so "+10% of the baseline's mse" has nothing to be relative to.
 RELATIVE_METRICS = ("fid", "kid", "accuracy")
+# Metrics that need the built-in model's digit classifier.
+CLASSIFIER_METRICS = ("accuracy", "identity")
 SEARCH_OPS = ("drop", "zero", "cache")
 _EXAMPLE_BOUND = {"mse": "0.01", "psnr": "30", "ssim": "0.9"}
 DEFAULT_METRICS = ("mse", "ssim")
@@ -150,6 +153,7 @@ class _Resolver:
             searches=searches,
             emits=emits,
             num_timesteps=self.table.num_timesteps if self.table else 1000,
+            bands=self.bands(settings.get("bands")),  # issue 15 hook
         )
 
     def settings(self) -> dict[str, ast.Setting]:
@@ -390,9 +394,9 @@ class _Resolver:
                     or "metrics: " + ", ".join(QUALITY_METRICS),
                 )
                 continue
-            if name == "accuracy" and model is not None and model.kind.value != "tiny":
+            if name in CLASSIFIER_METRICS and model is not None and model.kind.value != "tiny":
                 self.error(
-                    "`accuracy` needs the built-in model's digit classifier",
+                    f"`{name}` needs the built-in model's digit classifier",
                     m.span,
                     "accuracy-needs-tiny",
                     hint="use it with `model tiny`, or remove it",
@@ -400,6 +404,44 @@ class _Resolver:
                 continue
             out.append(name)
         return tuple(out)
+
+    def bands(self, stmt: ast.BandsStmt | None) -> BandSpec:
+        """``bands cut C floor F split S`` (issue 15): each option once, cut > 0, floor >= 0,
+        0 < split <= 1. Whether the cut fits the images is checked once they are known."""
+        if stmt is None:
+            return BandSpec()
+        values: dict[str, ast.BandOption] = {}
+        for opt in stmt.options:
+            if opt.key in values:
+                self.error(
+                    f"`{opt.key}` is given twice",
+                    opt.span,
+                    "duplicate-setting",
+                    notes=[Note("first given here", values[opt.key].span)],
+                )
+            else:
+                values[opt.key] = opt
+        spec = BandSpec(span=stmt.span)
+        cut, floor, split = None, spec.floor, spec.split
+        if "cut" in values:
+            cut = self.real(
+                values["cut"].value, "cut", None, lo=0.0,
+                why="cycles per image: 4 on a 32x32 image keeps what an 8x8 version of it holds",
+            )  # fmt: skip
+            if cut == 0.0:
+                self.error("`cut` must be above 0, not 0", values["cut"].value.span, "bad-number")
+                cut = None
+        if "floor" in values:
+            floor = self.real(
+                values["floor"].value, "floor", floor, lo=0.0,
+                why="an mse: 0.0001 is PSNR 40 dB",
+            )  # fmt: skip
+        if "split" in values:
+            split = self.real(
+                values["split"].value, "split", split, lo=0.0, hi=1.0,
+                why="the share of a cell's change in the low band that makes it composition",
+            )  # fmt: skip
+        return BandSpec(cut, floor, split, span=stmt.span)
 
     def device(self, stmt: ast.DeviceStmt | None) -> str:
         if stmt is None:

@@ -98,7 +98,12 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     setup = make_setup(plan, model, diffusion)
     programs = ProgramCache(model.traced)
     executor = Executor(model, diffusion, setup, device, programs)
-    check_metrics(plan.metrics, model)  # fail now, not after an hour of sampling
+    # issue 15 hook: sweeps also measure composition/detail (phases.py); the study sets the cut
+    from ablang.measure import MeasureOptions
+    from ablang.phases import measured_metrics
+
+    names, measure_options = measured_metrics(plan), MeasureOptions(band_cut=plan.bands.cut)
+    check_metrics(names, model, measure_options)  # fail now, not after an hour of sampling
     journal = Journal(out, fingerprint(plan, model, options.mode), options.resume)
     steps = list(setup.steps)
     scheds = {v.name: schedule(v, steps) for v in plan.variants}
@@ -161,7 +166,7 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     counter = FlopCounter(model, programs, executor.doubled)
     base_flops = counter.trajectory(scheds["baseline"])
     base_step = baseline.seconds / len(steps)
-    measure = Measure(plan.metrics, model, done["baseline"].images, list(setup.prompts))
+    measure = Measure(names, model, done["baseline"].images, list(setup.prompts), measure_options)
     results = []
     for v in plan.variants:
         s = done[v.name]
