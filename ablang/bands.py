@@ -2,11 +2,15 @@
 
 A variant's images are compared with the baseline's of the same seeds, row i with row i, both
 mapped from [-1, 1] to [0, 1] as ``mse`` does. The difference ``d = variant - baseline``
-(``[N x C x H x W]``) is split by an ideal radial low-pass in the 2-D DFT of each channel:
+(``[N x C x H x W]``) is split by an ideal low-pass in the orthonormal 2-D DCT-II of each
+channel (the transform of the image mirrored at its borders, as in JPEG, so that the image's
+edges and a brightness gradient do not wrap around into false detail):
 
-- a frequency (``fy``, ``fx``) in cycles per image (``fy`` per image height, ``fx`` per width)
-  is in the low band when ``sqrt(fy**2 + fx**2) <= cut``; every other frequency is high;
-- ``low = ifft2(fft2(d) * mask)`` and ``high = d - low``. Since the filter is linear,
+- the DCT coefficient ``(ky, kx)`` (``0 <= ky < H``, ``0 <= kx < W``) oscillates ``ky / 2``
+  cycles over the image height and ``kx / 2`` over its width; it is in the low band when
+  ``sqrt((ky / 2) ** 2 + (kx / 2) ** 2) <= cut``, ``cut`` in cycles per image; every other
+  coefficient is high;
+- ``low = idct(dct(d) * mask)`` and ``high = d - low``. The filter is linear, so
   ``low = lowpass(variant) - lowpass(baseline)`` and
   ``high = (variant - lowpass(variant)) - (baseline - lowpass(baseline))``.
 
@@ -15,9 +19,10 @@ Metrics (lower = closer to the baseline, 0 for identical images):
 - ``composition = mean(low ** 2)``: the change in layout and shapes;
 - ``detail = mean(high ** 2)``: the change in texture, edges, fine strokes.
 
-The mask is symmetric under ``f -> -f``, so ``low`` is real and the two parts are orthogonal:
-``composition + detail == mse`` exactly (up to float rounding; Parseval). A brick-wall filter
-rings in space, but the split of the *energy* is exact, which is what the numbers report.
+The DCT is orthonormal and the mask keeps or drops whole coefficients, so the two parts are
+orthogonal: ``composition + detail == mse`` exactly (up to float rounding; Parseval). A
+brick-wall filter rings in space, but the split of the *energy* is exact, which is what the
+numbers report.
 
 ``cut`` defaults to ``min(H, W) / 8`` cycles per image: the low band is then what survives
 downsampling the image to a quarter of its side (8x8 of a 32x32 digit: its position, slant and
@@ -62,19 +67,29 @@ def cut_problem(cut: float, height: int, width: int) -> str | None:
     return None
 
 
+def dct_matrix(n: int) -> torch.Tensor:
+    """``[n x n]`` orthonormal DCT-II: ``X = D @ x``, ``x = D.T @ X``."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    d[0] /= math.sqrt(2)
+    return d
+
+
 def low_mask(height: int, width: int, cut: float) -> torch.Tensor:
-    """``[H x W]`` bool: the DFT bins (``torch.fft.fft2`` layout) in the low band."""
-    fy = torch.fft.fftfreq(height, dtype=torch.float64) * height  # cycles per image height
-    fx = torch.fft.fftfreq(width, dtype=torch.float64) * width
-    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)  # [H x W]
-    return radius <= cut
+    """``[H x W]`` bool: the DCT coefficients in the low band (radius <= ``cut`` cycles/image)."""
+    ky = torch.arange(height, dtype=torch.float64) / 2  # cycles per image height
+    kx = torch.arange(width, dtype=torch.float64) / 2
+    return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2) <= cut
 
 
 def split(diff: torch.Tensor, cut: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(low, high)`` parts of ``diff`` (``[... x H x W]``, float64 out), ``low + high == diff``."""
     d = diff.double()
-    mask = low_mask(d.shape[-2], d.shape[-1], cut)
-    low = torch.fft.ifft2(torch.fft.fft2(d) * mask).real
+    h, w = d.shape[-2:]
+    dh, dw = dct_matrix(h), dct_matrix(w)
+    coeffs = dh @ d @ dw.T  # [... x H x W]
+    low = dh.T @ (coeffs * low_mask(h, w, cut)) @ dw
     return low, d - low
 
 
