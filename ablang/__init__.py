@@ -15,6 +15,8 @@ How a study flows, and where each stage lives::
 - ``models/``: the only model-specific code. ``tiny_unet.py`` is the built-in model (torch
   only), ``adm_family.py`` what GLIDE, guided-diffusion and the built-in model share, and
   ``tiny.py``/``adm.py``/``glide.py``/``diffusers_unet.py`` the adapters.
+- ``bands.py``: the composition/detail split of a change (DCT low-pass) and the identity metric;
+  ``phases.py``: a sweep's phase summary (terminal table, results.json, line plot).
 - ``fmt.py`` formats studies, ``lexer.py`` highlights them, ``train.py`` trains ``tiny``.
 - ``run.py`` wires the stages for ``ablang run``; ``cli.py`` + ``commands/`` are the command line.
 """
