@@ -349,6 +349,8 @@ def save_phase_plot(
         else:
             ax.set_ylim(-0.02, 1.02)
             ax.set_ylabel("identity (share of digits that changed)")
+        if kind in ("t", "step"):
+            ax.set_xlim(min(w.lo for w in summary.windows), max(w.upper for w in summary.windows))
         if kind == "t":
             ax.set_xlabel(f"window centre t   (0 image ... {num_timesteps - 1} noise)")
         elif kind == "step":
