@@ -22,6 +22,8 @@ How a study flows, and where each stage lives (docs/architecture.md has a paragr
   ``adm_family.py`` what GLIDE, guided-diffusion and the built-in model share, and
   ``tiny.py``/``adm.py``/``glide.py``/``diffusers_unet.py`` the adapters.
 - ``session.py``: one plan's model, diffusion, setup, programs, executor and FLOP counter.
+- ``bands.py``: the composition/detail split of a change (DCT low-pass) and the identity metric;
+  ``phases.py``: a sweep's phase summary (terminal table, results.json, line plot).
 - ``fmt.py`` formats studies, ``lexer.py`` highlights them, ``train.py`` trains ``tiny``.
 - ``runtime.py``: the sampling loop, written once (torch only): noise per seed, guidance by
   batch doubling, the DDPM/DDIM step, the grid writer; the executor runs it and every emitted

@@ -12,7 +12,7 @@ Shapes, top down::
 
     Study
       statements: Title | ModelStmt | SamplerStmt | SeedStmt | SamplesStmt | PromptsStmt
-                | MetricsStmt | DeviceStmt | Intervention | VariantBlock | SweepStmt
+                | MetricsStmt | DeviceStmt | BandsStmt | Intervention | VariantBlock | SweepStmt
                 | SearchStmt | EmitStmt
       comments:   Comment (kept for the formatter)
     Intervention: op, targets (Selector...), factor / every, window
@@ -285,6 +285,30 @@ class DeviceStmt(Setting):
 
 
 @dataclass(frozen=True)
+class BandOption:
+    """``cut 4``, ``floor 0.0001``, ``split 0.5``."""
+
+    key: Literal["cut", "floor", "split"]
+    value: Number
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def code(self) -> str:
+        return f"{self.key} {self.value.code()}"
+
+
+@dataclass(frozen=True)
+class BandsStmt(Setting):
+    """``bands cut 4 floor 0.0001 split 0.5``: the band metrics' cut and the phase thresholds."""
+
+    KEY: ClassVar[str] = "bands"
+    options: tuple[BandOption, ...] = ()
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def code(self) -> str:
+        return " ".join(["bands"] + [o.code() for o in self.options])
+
+
+@dataclass(frozen=True)
 class VariantBlock:
     """``variant NAME { ... }``: its interventions are applied together."""
 
@@ -384,6 +408,7 @@ Statement = (
     | PromptsStmt
     | MetricsStmt
     | DeviceStmt
+    | BandsStmt
     | Intervention
     | VariantBlock
     | SweepStmt

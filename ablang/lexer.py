@@ -23,18 +23,19 @@ from pygments.token import (
 )
 
 STATEMENTS = (
-    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device",
+    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "bands",
     "variant", "sweep", "search", "emit",
 )  # fmt: skip
 OPS = ("drop", "zero", "scale", "cache")
 CLAUSES = (
     "for", "in", "by", "every", "where", "and", "over", "of", "from", "config",
-    "steps", "eta", "guidance", "t", "step",
+    "steps", "eta", "guidance", "t", "step", "cut", "floor", "split",
 )  # fmt: skip
 COMPONENTS = ("enc", "dec", "skip", "level", "mid")
 CONSTANTS = (
     "tiny", "glide", "adm", "diffusers", "ddpm", "ddim", "cpu", "cuda", "auto",
     "mse", "psnr", "ssim", "fid", "kid", "accuracy", "flops", "time", "speedup",
+    "composition", "detail", "identity",
 )  # fmt: skip
 
 _WORD_END = r"(?![A-Za-z0-9_\-])"

@@ -12,6 +12,10 @@ Against reference data, through torch-fidelity on feature vectors:
 - ``kid``: ``kid_features_to_metric`` (the mean; subsets sized to the sample count);
 - ``accuracy``: the share of images in which the model's classifier recognises the prompt.
 
+Frequency bands and identity (``ablang.bands``): ``composition`` and ``detail`` split ``mse``
+into its low- and high-frequency parts; ``identity`` is the share of images whose predicted
+class differs from the baseline image's.
+
 Features come from the model's own feature network where it has one (the built-in model: its
 digit classifier, registered with torch-fidelity as ``"ablang-digits"`` by a run or by
 ``register_digits_extractor()``); otherwise from
@@ -39,6 +43,7 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from ablang.bands import BAND_METRICS, IDENTITY, band_metrics, cut_problem, identity_change
 from ablang.errors import AblangError
 from ablang.models.base import LoadedModel
 from ablang.models.kinds import KINDS
@@ -203,6 +208,7 @@ class MeasureOptions:
     kid_subsets: int = KID_SUBSETS
     kid_subset_size: int = KID_SUBSET_SIZE
     device: str = "cpu"  # where the Inception network runs
+    band_cut: float | None = None  # composition/detail cut (plan.bands.cut); None: bands' default
 
 
 def inception_weights_path(options: MeasureOptions = MeasureOptions()) -> Path:
@@ -378,6 +384,17 @@ def check_metrics(
         )
     if DISTRIBUTION_METRICS & set(names) and model.features is None:
         _require_inception_weights(options)
+    # ---- issue 15 hook (ablang/bands.py): identity needs predictions, the cut must fit
+    if IDENTITY in names and model.predict is None:
+        raise AblangError(
+            f"the identity metric needs a model with a classifier; {model.label} has none",
+            code="no-accuracy",
+            hint="remove identity from the study's metrics",
+        )
+    if set(BAND_METRICS) & set(names) and options.band_cut is not None:
+        problem = cut_problem(options.band_cut, *model.image_shape[-2:])
+        if problem:
+            raise AblangError(problem, code="bad-number", hint="lower the cut")
 
 
 class Measure:
@@ -400,6 +417,7 @@ class Measure:
         self.options = options
         self._features: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._reference: torch.Tensor | None = None
+        self._baseline_pred: torch.Tensor | None = None  # [N] classes, for identity
         register_model_features(model)  # usable with torch-fidelity directly from now on
         if DISTRIBUTION_METRICS & set(self.names) and len(baseline) < 2:
             raise AblangError(
@@ -433,6 +451,14 @@ class Measure:
             assert self.model.accuracy is not None  # check_metrics refused it otherwise
             hits = self.model.accuracy(images, self.prompts)  # [N] bool
             out["accuracy"] = float(hits.float().mean())
+        # ---- issue 15 hook (ablang/bands.py)
+        if set(BAND_METRICS) & set(self.names):
+            out.update(band_metrics(self.baseline, images, self.options.band_cut))
+        if IDENTITY in self.names:
+            assert self.model.predict is not None  # check_metrics refused it otherwise
+            if self._baseline_pred is None:
+                self._baseline_pred = self.model.predict(self.baseline)
+            out[IDENTITY] = identity_change(self._baseline_pred, self.model.predict(images))
         if DISTRIBUTION_METRICS & set(self.names):
             feats = self.features(images).float().cpu()  # [N x D]
             ref = self.reference()  # [M x D]

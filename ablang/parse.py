@@ -161,6 +161,12 @@ class _Build:
     def device(self, meta, c):
         return ast.DeviceStmt(_name(c[0]), span=_mspan(meta))
 
+    def bands(self, meta, c):
+        return ast.BandsStmt(tuple(c), span=_mspan(meta))
+
+    def band_option(self, meta, c):
+        return ast.BandOption(str(c[0]), _number(c[1]), span=_mspan(meta))
+
     # interventions
     def drop(self, meta, c):
         return ast.Intervention("drop", c[0], c[1], span=_mspan(meta))

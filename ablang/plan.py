@@ -19,7 +19,10 @@ Device = Literal["cpu", "cuda", "auto"]
 OPS: tuple[Op, ...] = ("drop", "zero", "scale", "cache")
 
 # Metrics a study may ask for; cost (flops, time, speedup) is always reported.
-QUALITY_METRICS = ("mse", "psnr", "ssim", "fid", "kid", "accuracy")
+# composition/detail/identity: see ablang/bands.py (hook of issue 15, helper "phases").
+QUALITY_METRICS = (
+    "mse", "psnr", "ssim", "fid", "kid", "accuracy", "composition", "detail", "identity",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,23 @@ class Emit:
 
 
 @dataclass(frozen=True)
+class BandSpec:
+    """The study's ``bands`` line (ablang/bands.py, ablang/phases.py): where composition ends and
+    detail begins, and when a sweep cell counts as negligible or as composition.
+
+    ``cut``: cycles per image; None means ``min(H, W) / 8`` of the images measured (what an image
+    downsampled to a quarter of its side still holds). ``floor``: a cell whose change
+    (composition + detail = mse) is below it is negligible; 1e-4 is PSNR 40 dB. ``split``: a
+    cell counts as composition when at least this share of its change is in the low band.
+    """
+
+    cut: float | None = None
+    floor: float = 1e-4
+    split: float = 0.5
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything a run needs, with no reference to the study's text."""
 
@@ -192,6 +212,7 @@ class Plan:
     searches: tuple[Search, ...] = ()
     emits: tuple[Emit, ...] = ()
     num_timesteps: int = 1000
+    bands: BandSpec = BandSpec()  # the `bands` line (issue 15)
 
     @property
     def baseline(self) -> Variant:

@@ -8,12 +8,13 @@ results.json (``results_json``) holds everything needed to reproduce the numbers
      "variants": [{"name", "interventions": [{"op", "component", "window": {"kind", "lo", "hi",
                    "inclusive"}, "params"}], "metrics": {name: number},
                    "cost": {"unet_flops", "flops_ratio", "seconds", "speedup"}}, ...],
-     "sweeps": [{"name", "op", "metric", "components", "windows", "variants"}, ...],
+     "sweeps": [{"name", "op", "metric", "components", "windows", "variants", "phases"}, ...],
      "mode", "seeds", "versions", "searches", "run_seconds"}
 
 - ``variants[0]`` is the baseline; ``prompts`` and ``seeds`` have one entry per sample (sample i of
   every variant used ``seeds[i]`` and ``prompts[i]``); ``timesteps`` are in visiting order.
-- A sweep's ``variants[i][j]`` names the variant for ``components[i]`` in ``windows[j]``.
+- A sweep's ``variants[i][j]`` names the variant for ``components[i]`` in ``windows[j]``; its
+  ``phases`` is ``ablang.phases.phases_json`` (null when the bands were not measured).
 - Numbers that are not finite are written as ``null``: JSON has no infinity, and strict parsers
   reject ``Infinity``. The only one in practice is the baseline's ``psnr`` (identical images,
   +inf), so ``"psnr": null`` reads "identical to the baseline".
@@ -33,6 +34,7 @@ from rich.text import Text
 
 from ablang.fsio import atomic_save_image, atomic_savefig, atomic_write_text, make_dirs
 from ablang.heatmap import save_heatmap_png, terminal_heatmap
+from ablang.phases import phase_table, phases_json, run_phases, save_phase_plot
 from ablang.plan import Intervention, Plan, Search
 from ablang.results import Results, VariantResult, format_metric, slug
 
@@ -128,6 +130,7 @@ def results_json(results: Results) -> dict:
     """The results.json document (see the module docstring); JSON-safe (no inf/nan)."""
     plan = results.plan
     metric = sweep_metric(plan)
+    phases = run_phases(results)  # issue 15 hook: a sweep's "phases", null without both bands
     doc = {
         "ablang_version": results.versions.get("ablang") or _ablang_version(),
         "study": {"path": plan.source, "title": plan.title, "sha256": plan.sha256},
@@ -150,6 +153,7 @@ def results_json(results: Results) -> dict:
                 "components": list(s.components),
                 "windows": [w.to_json() for w in s.windows],
                 "variants": [list(row) for row in s.variants],
+                "phases": phases_json(phases[s.name]) if s.name in phases else None,
             }
             for s in plan.sweeps
         ],
@@ -247,6 +251,19 @@ def study_table(results: Results) -> Table:
 
 def heatmap_path(out_dir: str | Path, sweep_name: str) -> Path:
     return Path(out_dir) / f"heatmap_{slug(sweep_name)}.png"
+
+
+def phase_plot_path(out_dir: str | Path, sweep_name: str) -> Path:
+    return Path(out_dir) / f"phases_{slug(sweep_name)}.png"
+
+
+def write_phase_plots(results: Results, out_dir: str | Path) -> list[Path]:
+    """``<out_dir>/phases_<sweep>.png`` for every sweep with both bands measured (issue 15)."""
+    title = results.plan.title or Path(results.plan.source).stem
+    return [
+        save_phase_plot(p, phase_plot_path(out_dir, name), title, results.plan.num_timesteps)
+        for name, p in run_phases(results).items()
+    ]
 
 
 def write_heatmaps(results: Results, out_dir: str | Path) -> list[Path]:
@@ -519,6 +536,7 @@ def write_report(
     """results.json, a heatmap PNG per sweep and (given the images) a grid per variant."""
     files = [write_results(results, out_dir)]
     files += write_heatmaps(results, out_dir)
+    files += write_phase_plots(results, out_dir)  # issue 15 hook
     files += [save_search_png(r, search_png_path(out_dir, r.name)) for r in results.searches]
     if samples_by_variant:
         files += list(write_grids(samples_by_variant, results.prompts, out_dir).values())
@@ -534,9 +552,13 @@ def print_report(
     """The study table, then every sweep's heatmap, then where the files were written."""
     console.print(study_table(results))
     metric = sweep_metric(results.plan)
+    phases = run_phases(results)  # issue 15 hook
     for sweep in results.plan.sweeps:
         console.print()
         console.print(terminal_heatmap(sweep, results, metric))
+        if sweep.name in phases:
+            console.print()
+            console.print(phase_table(phases[sweep.name]))
     for found in results.searches:
         console.print()
         console.print(search_table(found))

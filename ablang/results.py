@@ -103,9 +103,9 @@ def format_metric(name: str, value: float | None) -> str:
         return f"{value:.1f}"
     if name == "fid":
         return f"{value:.2f}"
-    if name == "accuracy":
+    if name in ("accuracy", "identity"):
         return f"{100 * value:.1f}%"
-    if name in ("mse", "kid"):
+    if name in ("mse", "kid", "composition", "detail"):
         return "0" if value == 0 else (f"{value:.4f}" if abs(value) >= 1e-3 else f"{value:.2e}")
     return f"{value:.4g}"
 

@@ -35,8 +35,9 @@ from ablang.compile import Mode
 from ablang.errors import AblangError
 from ablang.execute import Samples, Trajectory, batches
 from ablang.journal import Journal
-from ablang.measure import Measure, check_metrics, versions
+from ablang.measure import Measure, MeasureOptions, check_metrics, versions
 from ablang.models.base import LoadedModel
+from ablang.phases import measured_metrics
 from ablang.plan import Emit, Plan, Variant
 from ablang.report import print_report, write_report
 from ablang.results import Cost, Results, SearchResult, VariantResult
@@ -155,8 +156,13 @@ class _Progress:
 def load_session(plan: Plan, options: RunOptions) -> Session:
     """The model, diffusion, setup, programs and executor; fails on the metrics before sampling."""
     session = Session.from_plan(plan, options.device or plan.device)
-    check_metrics(plan.metrics, session.model)  # fail now, not after an hour of sampling
+    # fail now, not after an hour of sampling
+    check_metrics(measured_metrics(plan), session.model, measure_options(plan))
     return session
+
+
+def measure_options(plan: Plan) -> MeasureOptions:
+    return MeasureOptions(band_cut=plan.bands.cut)
 
 
 def open_journal(session: Session, out: Path, options: RunOptions, console: Console) -> Journal:
@@ -380,7 +386,13 @@ def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) ->
     done["baseline"] = baseline_samples(session, baseline)
     warn_nonfinite(done, console)
     prompts = list(session.setup.prompts)
-    measure = Measure(plan.metrics, session.model, done["baseline"].images, prompts)
+    measure = Measure(
+        measured_metrics(plan),
+        session.model,
+        done["baseline"].images,
+        prompts,
+        measure_options(plan),
+    )
     variants = measure_variants(session, measure, done, baseline)
     searched, best, found = run_plan_searches(
         session, options, baseline, measure, max_chunks, done, console

@@ -31,7 +31,7 @@ from lark.lexer import PatternStr
 from ablang.errors import AblangError, Span, did_you_mean
 
 STATEMENTS = (
-    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device",
+    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "bands",
     "drop", "zero", "scale", "cache", "variant", "sweep", "search", "emit",
 )  # fmt: skip
 OPS = ("drop", "zero", "scale", "cache")
@@ -113,6 +113,7 @@ MISTAKES: dict[str, tuple[str, tuple[str, ...]]] = {
     "missing-by": ("intervention", ("scale skip[3] 0.5", "scale skip[3] x 0.5", "scale mid 0.5")),
     "missing-every": ("intervention", ("cache dec[8] 2", "cache dec[8] each 2", "cache mid 2")),
     "missing-steps": ("statement", ("sampler ddpm 100", "sampler ddim 50 eta 0")),
+    "band-options": ("statement", ("bands 4", "bands", "bands 4 floor 0.001", "bands cut")),
     "index-brackets": ("intervention", ("drop skip 3", "drop skip 3..5")),
     "block-same-line": ("statement", ("variant v { drop mid }", "variant v { drop mid")),
     "unclosed-block": ("statement", ("variant v {\ndrop mid\n", "variant v {\n")),
@@ -183,6 +184,13 @@ def _missing_steps(f: Found) -> Message:
     )
 
 
+def _band_options(f: Found) -> Message:
+    return (
+        "`bands` takes named options",
+        "write `bands cut 4` (cycles per image); `floor F` and `split S` may follow",
+    )
+
+
 def _index_brackets(f: Found) -> Message:
     return (
         "component indices go in square brackets",
@@ -214,6 +222,7 @@ _BUILDERS: dict[str, Callable[[Found], Message]] = {
     "missing-by": _missing_by,
     "missing-every": _missing_every,
     "missing-steps": _missing_steps,
+    "band-options": _band_options,
     "index-brackets": _index_brackets,
     "block-same-line": _block_same_line,
     "unclosed-block": _unclosed_block,

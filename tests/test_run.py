@@ -88,7 +88,10 @@ def test_a_run_writes_results_heatmaps_and_grids(first):
     assert base["metrics"]["mse"] == 0.0 and base["metrics"]["ssim"] == pytest.approx(1.0)
     assert base["cost"]["flops_ratio"] == 1.0 and base["cost"]["speedup"] == pytest.approx(1.0)
     for v in doc["variants"]:
-        assert set(v["metrics"]) == {"mse", "ssim", "accuracy"}
+        # a study with a sweep also measures the two bands, for its phase summary
+        assert set(v["metrics"]) == {"mse", "ssim", "accuracy", "composition", "detail"}
+        bands = v["metrics"]["composition"] + v["metrics"]["detail"]
+        assert bands == pytest.approx(v["metrics"]["mse"], rel=1e-4, abs=1e-12)
         assert set(v["cost"]) == {"unet_flops", "flops_ratio", "seconds", "speedup"}
         assert 0.0 <= v["metrics"]["accuracy"] <= 1.0
     assert max(v["metrics"]["mse"] for v in doc["variants"]) > 0  # some variant changed the images
@@ -109,6 +112,8 @@ def test_a_run_writes_results_heatmaps_and_grids(first):
 
     heatmap = first / f"heatmap_{sweep['name']}.png"
     assert heatmap.read_bytes()[:8] == PNG
+    assert [c["component"] for c in sweep["phases"]["components"]] == ["skip[6]", "skip[7]"]
+    assert (first / f"phases_{sweep['name']}.png").read_bytes()[:8] == PNG
     grids = sorted((first / "grids").glob("*.png"))
     assert len(grids) == 7 and all(g.read_bytes()[:8] == PNG for g in grids)
     assert (first / "grids" / "baseline.png").exists()

@@ -41,6 +41,8 @@ class LoadedModel:
     make_cond: Callable[[list[str], torch.device], tuple[Cond, Cond | None]]
     # images [N x C x H x W] in [-1, 1] and their prompts -> [N] bool: the prompt is recognised
     accuracy: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None
+    # images [N x C x H x W] in [-1, 1] -> [N] predicted class (the `identity` metric)
+    predict: Callable[[torch.Tensor], torch.Tensor] | None = None
     # images -> [N x D] features for fid/kid, and the real data's features (the reference)
     features: Callable[[torch.Tensor], torch.Tensor] | None = None
     reference_features: Callable[[], torch.Tensor] | None = None

@@ -96,12 +96,16 @@ def features(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+def predict(images: torch.Tensor) -> torch.Tensor:
+    """``[N]`` digit the classifier sees in each image (``[N x 1 x 32 x 32]`` in [-1, 1])."""
     clf = load_classifier()
-    pred = torch.cat(
+    return torch.cat(
         [clf(images[i : i + 512].float().cpu()).argmax(1) for i in range(0, len(images), 512)]
     )
-    return pred == labels(prompts)
+
+
+def accuracy(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    return predict(images) == labels(prompts)
 
 
 # How a generated sampler rebuilds the model and its conditioning without ablang (see emit.py).
@@ -160,6 +164,7 @@ class TinyAdapter(ModelAdapter):
             default_prompts=DIGITS,
             make_cond=make_cond,
             accuracy=accuracy,
+            predict=predict,
             features=features,
             reference_features=reference_features,
             emit={

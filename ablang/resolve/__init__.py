@@ -28,6 +28,7 @@ from ablang.resolve.context import Context, count
 from ablang.resolve.emits import emits
 from ablang.resolve.settings import (
     MAX_SEED,
+    bands,
     device,
     metrics,
     model,
@@ -97,6 +98,7 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         prompts=prompts(cx, setting(found, ast.PromptsStmt)),
         metrics=measured,
         device=device(cx, setting(found, ast.DeviceStmt)),
+        bands=bands(cx, setting(found, ast.BandsStmt)),
         variants=all_variants,
         sweeps=sweeps,
         searches=searches,

@@ -7,13 +7,22 @@ from typing import TypeVar, cast
 from ablang import ast
 from ablang.errors import did_you_mean
 from ablang.models.kinds import KINDS, MODEL_KINDS
-from ablang.plan import QUALITY_METRICS, Device, ModelKindName, ModelSpec, SamplerKind, SamplerSpec
+from ablang.plan import (
+    QUALITY_METRICS,
+    BandSpec,
+    Device,
+    ModelKindName,
+    ModelSpec,
+    SamplerKind,
+    SamplerSpec,
+)
 from ablang.resolve.context import DEFAULT_STEPS, Context, count, real
 
 SAMPLER_KINDS = ("ddpm", "ddim")
 DEVICES = ("cpu", "cuda", "auto")
 COST_METRICS = ("flops", "time", "speedup")  # always reported; accepted in `metrics` and left out
 DEFAULT_METRICS = ("mse", "ssim")
+CLASSIFIER_METRICS = ("accuracy", "identity")  # need the model's own classifier
 MAX_SEED = 2**63 - 1
 
 
@@ -225,9 +234,9 @@ def metrics(
             )
             continue
         kind = KINDS.get(model.kind.value) if model is not None else None
-        if name == "accuracy" and model is not None and not (kind and kind.classifier):
+        if name in CLASSIFIER_METRICS and model is not None and not (kind and kind.classifier):
             cx.diag.error(
-                "`accuracy` needs the built-in model's digit classifier",
+                f"`{name}` needs the built-in model's digit classifier",
                 m.span,
                 "accuracy-needs-tiny",
                 hint="use it with `model tiny`, or remove it",
@@ -235,6 +244,54 @@ def metrics(
             continue
         out.append(name)
     return tuple(out)
+
+
+def bands(cx: Context, stmt: ast.BandsStmt | None) -> BandSpec:
+    """``bands cut C floor F split S``: each option once, cut > 0, floor >= 0, 0 <= split <= 1.
+    Whether the cut fits the images is checked once they are known (``measure.check_metrics``)."""
+    if stmt is None:
+        return BandSpec()
+    values: dict[str, ast.BandOption] = {}
+    once = cx.diag.once("first given here")
+    for opt in stmt.options:
+        if once.add(opt.key, opt.span, f"`{opt.key}` is given twice", "duplicate-setting"):
+            values[opt.key] = opt
+    default = BandSpec()
+    cut, floor, split = None, default.floor, default.split
+    if "cut" in values:
+        cut = real(
+            cx.diag,
+            values["cut"].value,
+            "cut",
+            None,
+            lo=0.0,
+            why="cycles per image: 4 on a 32x32 image keeps what an 8x8 version of it holds",
+        )
+        if cut == 0.0:
+            cx.diag.error("`cut` must be above 0, not 0", values["cut"].value.span, "bad-number")
+            cut = None
+    if "floor" in values:
+        got = real(
+            cx.diag,
+            values["floor"].value,
+            "floor",
+            floor,
+            lo=0.0,
+            why="an mse: 0.0001 is PSNR 40 dB",
+        )
+        floor = floor if got is None else got
+    if "split" in values:
+        got = real(
+            cx.diag,
+            values["split"].value,
+            "split",
+            split,
+            lo=0.0,
+            hi=1.0,
+            why="the share of a cell's change in the low band that makes it composition",
+        )
+        split = split if got is None else got
+    return BandSpec(cut, floor, split, span=stmt.span)
 
 
 def device(cx: Context, stmt: ast.DeviceStmt | None) -> Device:
