@@ -17,6 +17,54 @@ How a study flows, and where each stage lives::
   ``tiny.py``/``adm.py``/``glide.py``/``diffusers_unet.py`` the adapters.
 - ``fmt.py`` formats studies, ``lexer.py`` highlights them, ``train.py`` trains ``tiny``.
 - ``run.py`` wires the stages for ``ablang run``; ``cli.py`` + ``commands/`` are the command line.
+- ``api.py`` is ablang from Python (``load``, ``parse``, ``inspect``, ``open_run``, below);
+  ``analysis.py`` a run's results as DataFrames and figures, read back by ``run_dir.py``;
+  ``html.py`` notebook tables; ``mlflow_log.py`` logs a run to MLflow (docs/python.md).
+
+From Python::
+
+    import ablang
+    results = ablang.load("studies/quickstart.abl").run()
+    results.table()
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+# ``ablang.parse`` is both a module (the parser) and the API function. The module is imported
+# first, so that binding the function below is the last word: a submodule sets its package
+# attribute only on its first import.
+from ablang import parse as _parse_module  # noqa: E402, F401
+from ablang.api import (  # noqa: E402
+    Components,
+    Emitted,
+    Study,
+    StudyError,
+    inspect,
+    load,
+    open_run,
+    parse,
+)
+
+__all__ = [
+    "Components",
+    "Emitted",
+    "RunResults",
+    "Study",
+    "StudyError",
+    "__version__",
+    "inspect",
+    "load",
+    "open_run",
+    "parse",
+]
+
+
+def __getattr__(name: str):
+    # RunResults needs torch; imported on first use so that ``import ablang`` stays light
+    if name == "RunResults":
+        from ablang.analysis import RunResults
+
+        return RunResults
+    raise AttributeError(f"module 'ablang' has no attribute {name!r}")

@@ -148,8 +148,18 @@ def _xlabel(sweep: Sweep, results: Results) -> str:
 
 
 def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Path) -> Path:
-    """The heatmap as a PNG (matplotlib, Agg canvas, no pyplot state): values annotated in the
-    cells, a colourbar named after the metric, the study title and the op in the title."""
+    """The heatmap as a PNG (see ``heatmap_figure``)."""
+    fig = heatmap_figure(sweep, results, metric)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def heatmap_figure(sweep: Sweep, results: Results, metric: str):
+    """The heatmap as a matplotlib ``Figure`` (Agg canvas, no pyplot state, so notebooks show it
+    inline and nothing leaks into pyplot's figure list): values annotated in the cells, a
+    colourbar named after the metric, the study title and the op in the title."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.figure import Figure
@@ -197,8 +207,4 @@ def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Pa
     bar.set_ticks(ticks, labels=[format_metric(metric, bad + t * (good - bad)) for t in ticks])
     bar.set_label(f"{metric} ({_direction(metric)} = closer to baseline)", fontsize=9)
     bar.ax.tick_params(labelsize=7)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return fig

@@ -195,6 +195,7 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
         for r, s in zip(searched, best_samples):
             v = found[r.name] = r.best_variant()
             done[v.name] = s
+            journal.append(s)  # on disk like every variant's images: ablang.open_run reads them
             flops = counter.trajectory(schedule(v, steps))
             full_seconds = s.start_step * base_step + s.seconds
             results.append(
