@@ -35,8 +35,8 @@ __version__ = "0.1.0"
 # ``ablang.parse`` is both a module (the parser) and the API function. The module is imported
 # first, so that binding the function below is the last word: a submodule sets its package
 # attribute only on its first import.
-from ablang import parse as _parse_module  # noqa: E402, F401
-from ablang.api import (  # noqa: E402
+from ablang import parse as _parse_module  # noqa: F401
+from ablang.api import (
     Components,
     Emitted,
     Study,

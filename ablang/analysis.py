@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ablang import html
+from ablang.api import StudyError
 from ablang.errors import AblangError, did_you_mean
 from ablang.measure import format_metric
 from ablang.plan import Sweep
@@ -91,8 +92,10 @@ class RunResults:
         if name is None:
             if len(sweeps) == 1:
                 return sweeps[0]
-            raise AblangError(
-                f"the study has {len(sweeps)} sweeps; name one" if sweeps else "the study has no sweep",
+            raise StudyError.one(
+                f"the study has {len(sweeps)} sweeps; name one"
+                if sweeps
+                else "the study has no sweep",
                 code="unknown-sweep",
                 hint=("sweeps: " + ", ".join(s.name for s in sweeps)) if sweeps else None,
             )
@@ -100,7 +103,7 @@ class RunResults:
             if s.name == name:
                 return s
         names = [s.name for s in sweeps]
-        raise AblangError(
+        raise StudyError.one(
             f"the study has no sweep `{name}`" + (f"; it has: {', '.join(names)}" if names else ""),
             code="unknown-sweep",
             hint=did_you_mean(name, names),
@@ -113,7 +116,7 @@ class RunResults:
                     return s["metric"]
             return sweep_metric(self.results.plan)
         if metric not in self.metrics:
-            raise AblangError(
+            raise StudyError.one(
                 f"the run did not measure `{metric}`; it measured {', '.join(self.metrics)}",
                 code="unknown-metric",
                 hint=did_you_mean(metric, self.metrics),
@@ -145,7 +148,10 @@ class RunResults:
     def images(self, variant: str) -> torch.Tensor:
         """The final images of ``variant``: ``[N x C x H x W]`` in [-1, 1], sample i made with
         ``seeds[i]`` and ``prompts[i]`` (the same for every variant), read from the run directory."""
-        return self._dir.images(variant)
+        try:
+            return self._dir.images(variant)
+        except AblangError as e:
+            raise StudyError.of(e) from None
 
     def heatmap(self, name: str | None = None, metric: str | None = None):
         """The sweep's heatmap as a matplotlib ``Figure`` (shown inline in a notebook; save it with
@@ -164,7 +170,10 @@ class RunResults:
         ``study_text``: the study file's text (default: read from its path if it still exists)."""
         from ablang import mlflow_log
 
-        return mlflow_log.log_run(self.out, study_text=study_text, uri=uri, experiment=experiment)
+        try:
+            return mlflow_log.log_run(self.out, study_text=study_text, uri=uri, experiment=experiment)
+        except AblangError as e:
+            raise StudyError.of(e) from None
 
     # ---------------------------------------------------------------- display
 
@@ -196,7 +205,11 @@ class RunResults:
                 ]
             )
         header = ["variant", "interventions", "FLOPs", "time (s)", "speedup", *metrics]
-        extra = f"; sweeps: {', '.join(self.sweeps)} (.sweep(name), .heatmap(name))" if self.sweeps else ""
+        extra = (
+            f"; sweeps: {', '.join(self.sweeps)} (.sweep(name), .heatmap(name))"
+            if self.sweeps
+            else ""
+        )
         return html.table(
             header,
             rows,

@@ -66,9 +66,20 @@ class StudyError(AblangErrors):
         self.text = text
         self.path = path
         super().__init__(list(errors))
+        self.args = (str(self),)
 
     def __str__(self) -> str:
+        if self.path is None and all(e.span is None and e.path is None for e in self.errors):
+            # not about a study's text (a run directory, a name): no file to point at
+            return "\n".join(
+                f"error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else "") for e in self.errors
+            )
         return render_errors(self.errors, self.text, self.path)
+
+    @classmethod
+    def one(cls, message: str, *, code: str = "error", hint: str | None = None) -> StudyError:
+        """A ``StudyError`` of one error with no place in a study (a run, a name, a file)."""
+        return cls([AblangError(message, code=code, hint=hint)])
 
     @classmethod
     def of(cls, exc: AblangError | AblangErrors, text: str | None = None, path: str | None = None):
@@ -138,8 +149,13 @@ class Study:
     def _require_model(self, doing: str) -> None:
         if self.unavailable:
             raise StudyError(
-                [AblangError(f"cannot {doing}: the model is not available: {self.unavailable}",
-                             self.plan.model.span, code="model-unavailable")],
+                [
+                    AblangError(
+                        f"cannot {doing}: the model is not available: {self.unavailable}",
+                        self.plan.model.span,
+                        code="model-unavailable",
+                    )
+                ],
                 self.text,
                 self.path,
             )
@@ -186,7 +202,9 @@ class Study:
             except AblangError as e:
                 raise StudyError.of(e, self.text, self.path) from None
         target = Path(out) if out is not None else self.default_out()
-        options = RunOptions(out=target, mode=mode, resume=resume, device=device, batch=batch, emit=emit)
+        options = RunOptions(
+            out=target, mode=mode, resume=resume, device=device, batch=batch, emit=emit
+        )
         try:
             res = run_plan(self.plan, options, console or _console(quiet))
             results = RunResults(RunDir.open(target), res)
@@ -199,7 +217,11 @@ class Study:
         return results
 
     def emit(
-        self, variant: str, path: str | Path | None = None, *, device: Literal["cpu", "cuda", "auto"] = "cpu"
+        self,
+        variant: str,
+        path: str | Path | None = None,
+        *,
+        device: Literal["cpu", "cuda", "auto"] = "cpu",
     ) -> Emitted:
         """Write a standalone sampler for ``variant`` (by name, ``baseline`` too) to ``path``
         (default: the study's ``emit sampler`` path for it, else ``build/<study>_<variant>.py``),
@@ -216,7 +238,11 @@ class Study:
             v = find_variant(self.plan, variant)
             if path is None:  # as `ablang emit`, with `study` as the stem of a study given as text
                 named = [e.path for e in self.plan.emits if e.variant == v.name]
-                path = named[0] if named else Path("build") / _SLUG.sub("_", f"{_stem(self.plan)}_{v.name}.py")
+                path = (
+                    named[0]
+                    if named
+                    else Path("build") / _SLUG.sub("_", f"{_stem(self.plan)}_{v.name}.py")
+                )
             model = load_adapter(self.plan.model).load(pick_device(device))
             programs = ProgramCache(model.traced)
             written = emit_sampler(self.plan, v, model, Path(path), programs)
@@ -243,24 +269,36 @@ class Study:
             + f"; metrics {', '.join(p.metrics)}; device {p.device}"
         )
         rows = [
-            [v.name if v.origin in ("baseline", "variant") else "", v.origin,
-             "\n".join(iv.label() for iv in v.interventions) or "-"]
+            [
+                v.name if v.origin in ("baseline", "variant") else "",
+                v.origin,
+                "\n".join(iv.label() for iv in v.interventions) or "-",
+            ]
             for v in p.variants
         ]
         caption = []
         if p.sweeps:
-            caption.append("sweeps: " + ", ".join(
-                f"{sw.name} ({len(sw.components)} components x {len(sw.windows)} windows)" for sw in p.sweeps))
+            caption.append(
+                "sweeps: "
+                + ", ".join(
+                    f"{sw.name} ({len(sw.components)} components x {len(sw.windows)} windows)"
+                    for sw in p.sweeps
+                )
+            )
         if p.searches:
             caption.append("searches: " + ", ".join(se.name for se in p.searches))
         if p.emits:
             caption.append("emits: " + ", ".join(f"{e.variant} -> {e.path}" for e in p.emits))
         if self.unavailable:
-            caption.append(f"checked syntax and settings only: the model is not available ({self.unavailable})")
+            caption.append(
+                f"checked syntax and settings only: the model is not available ({self.unavailable})"
+            )
         return (
             f"<p><b>{_html.escape(self.title)}</b> <small>({_html.escape(self.path)})</small><br>"
             f"{_html.escape(settings)}</p>\n"
-            + html.table(["variant", "origin", "interventions"], rows, caption="; ".join(caption) or None)
+            + html.table(
+                ["variant", "origin", "interventions"], rows, caption="; ".join(caption) or None
+            )
         )
 
 
@@ -357,20 +395,38 @@ class Components:
         return rich_table(self.table)
 
     def __repr__(self) -> str:
-        return f"<Components of {self.model}: {len(self)} components, T = {self.table.num_timesteps}>"
+        return (
+            f"<Components of {self.model}: {len(self)} components, T = {self.table.num_timesteps}>"
+        )
 
     def _repr_html_(self) -> str:
         rows = []
         for c in self.table.components:
-            note = f"into {c.feeds}" if c.feeds else ("" if c.droppable else "no drop: " + c.drop_note.split(" (")[0])
-            rows.append([
-                c.name, c.level, f"{c.resolution}x{c.resolution}", c.channels,
-                f"{c.params:,}" if c.params else "",
-                f"{100 * c.flops_share:.1f}%" if c.kind != "skip" else "", c.module, note,
-            ])
+            note = (
+                f"into {c.feeds}"
+                if c.feeds
+                else ("" if c.droppable else "no drop: " + c.drop_note.split(" (")[0])
+            )
+            rows.append(
+                [
+                    c.name,
+                    c.level,
+                    f"{c.resolution}x{c.resolution}",
+                    c.channels,
+                    f"{c.params:,}" if c.params else "",
+                    f"{100 * c.flops_share:.1f}%" if c.kind != "skip" else "",
+                    c.module,
+                    note,
+                ]
+            )
         header = ["name", "level", "resolution", "channels", "params", "FLOPs", "module", "note"]
-        return html.table(header, rows, title=f"components of {self.model} (T = {self.table.num_timesteps})",
-                          right=(1, 2, 3, 4, 5), more=".to_frame() has them all")
+        return html.table(
+            header,
+            rows,
+            title=f"components of {self.model} (T = {self.table.num_timesteps})",
+            right=(1, 2, 3, 4, 5),
+            more=".to_frame() has them all",
+        )
 
 
 def inspect(model: str) -> Components:
@@ -384,8 +440,11 @@ def inspect(model: str) -> Components:
     try:
         spec = model_spec(parse_study(line, "<model>"))
         if spec is None:
-            raise AblangError(f"not a model: {model}", code="model",
-                              hint='write it as in a study: tiny, glide "base.pt", diffusers "DIR"')
+            raise AblangError(
+                f"not a model: {model}",
+                code="model",
+                hint='write it as in a study: tiny, glide "base.pt", diffusers "DIR"',
+            )
         return Components(models.component_table(spec))
     except (AblangError, AblangErrors) as e:
         raise StudyError.of(e, line, "<model>") from None

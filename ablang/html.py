@@ -34,7 +34,9 @@ def table(
     if title:
         out.append(f"<p><b>{escape(title)}</b></p>")
     out.append("<table>")
-    out.append("<thead><tr>" + "".join(cell("th", j, h) for j, h in enumerate(header)) + "</tr></thead>")
+    out.append(
+        "<thead><tr>" + "".join(cell("th", j, h) for j, h in enumerate(header)) + "</tr></thead>"
+    )
     out.append("<tbody>")
     for row in rows[:MAX_ROWS]:
         out.append("<tr>" + "".join(cell("td", j, v) for j, v in enumerate(row)) + "</tr>")

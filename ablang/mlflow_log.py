@@ -131,7 +131,9 @@ def log_run(
         ) from None
 
 
-def _log(client, exp_id: str, run: RunDir, study_text: str | None, stem: str, Metric, Param, RunTag) -> str:
+def _log(
+    client, exp_id: str, run: RunDir, study_text: str | None, stem: str, Metric, Param, RunTag
+) -> str:
     doc = run.doc
     now = int(time.time() * 1000)
     parent = client.create_run(
@@ -167,7 +169,11 @@ def _log(client, exp_id: str, run: RunDir, study_text: str | None, stem: str, Me
         child = client.create_run(
             exp_id,
             run_name=v.name,
-            tags={"mlflow.parentRunId": parent, "ablang.variant": v.name, "ablang.origin": v.origin},
+            tags={
+                "mlflow.parentRunId": parent,
+                "ablang.variant": v.name,
+                "ablang.origin": v.origin,
+            },
         ).info.run_id
         params = {
             "origin": v.origin,

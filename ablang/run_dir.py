@@ -33,7 +33,7 @@ from ablang.measure import Cost, Results, VariantResult
 from ablang.plan import Intervention, ModelSpec, Plan, SamplerSpec, Sweep, Variant, Window
 from ablang.report import RESULTS_FILE
 
-__all__ = ["Cost", "Results", "VariantResult", "RunDir", "read_results", "results_from_json"]
+__all__ = ["Cost", "Results", "RunDir", "VariantResult", "read_journal", "results_from_json"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -45,7 +45,11 @@ def _window(doc: dict) -> Window:
 def _intervention(doc: dict) -> Intervention:
     params = doc.get("params") or {}
     return Intervention(
-        doc["op"], doc["component"], _window(doc["window"]), params.get("factor"), params.get("every")
+        doc["op"],
+        doc["component"],
+        _window(doc["window"]),
+        params.get("factor"),
+        params.get("every"),
     )
 
 
@@ -63,7 +67,9 @@ def _model_spec(label: str) -> ModelSpec:
 
     spec = model_spec(parse(f"model {label}", RESULTS_FILE))
     if spec is None:
-        raise AblangError(f"results.json names a model ablang does not know: {label}", code="run-dir")
+        raise AblangError(
+            f"results.json names a model ablang does not know: {label}", code="run-dir"
+        )
     return spec
 
 
@@ -105,7 +111,9 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
     sweeps = []
     for s in doc["sweeps"]:
         first = by_name.get(s["variants"][0][0]) if s["variants"] and s["variants"][0] else None
-        params = tuple(first.interventions[0].params.items()) if first and first.interventions else ()
+        params = (
+            tuple(first.interventions[0].params.items()) if first and first.interventions else ()
+        )
         sweeps.append(
             Sweep(
                 s["name"],
@@ -121,7 +129,9 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
     base_metrics = tuple(doc["variants"][0]["metrics"]) if doc["variants"] else ()
     plan = Plan(
         model=_model_spec(doc["model"]["name"]),
-        sampler=SamplerSpec(sampler["kind"], int(sampler["steps"]), guidance=float(sampler["guidance"])),
+        sampler=SamplerSpec(
+            sampler["kind"], int(sampler["steps"]), guidance=float(sampler["guidance"])
+        ),
         title=doc["study"]["title"] or "",
         source=doc["study"]["path"] or "",
         sha256=doc["study"]["sha256"] or "",
@@ -189,7 +199,9 @@ class RunDir:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
-            raise AblangError(f"{file} is not JSON: {e.msg} (line {e.lineno})", code="run-dir") from None
+            raise AblangError(
+                f"{file} is not JSON: {e.msg} (line {e.lineno})", code="run-dir"
+            ) from None
         return cls(path, doc, read_journal(path))
 
     def results(self) -> Results:

@@ -22,6 +22,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     parser.add_argument("--batch", type=int, default=0, help="measure mode: variants per batched forward (0: auto)")
     parser.add_argument("--no-emit", action="store_true", help="do not write the study's emit samplers")
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="log the finished run to MLflow at URI (default: MLflow's own, "
+                             "sqlite:///mlflow.db); needs pip install 'ablang[mlflow]'")
+    parser.add_argument("--mlflow-experiment", default=None, metavar="NAME",
+                        help="the MLflow experiment (default: the study's file name)")
 
 
 def run(args) -> int:
@@ -32,12 +37,28 @@ def run(args) -> int:
     if checked.unavailable:
         print(f"{args.study}: error: cannot run: the model is not available: {checked.unavailable}", file=sys.stderr)
         return 2
+    if args.mlflow is not None:
+        from ablang.mlflow_log import require
+
+        try:
+            require()  # before an hour of sampling, not after
+        except AblangError as e:
+            print(render_error(e, None, args.study), file=sys.stderr)
+            return 2
     options = RunOptions(out=args.out, mode=args.mode, resume=args.resume, device=args.device,
                          batch=args.batch, emit=not args.no_emit)
     try:
         # logs and CI are not terminals: give the table room rather than rich's 80 columns
         console = Console() if sys.stdout.isatty() else Console(width=150)
         run_plan(checked.plan, options, console)
+        if args.mlflow is not None:
+            from ablang.mlflow_log import log_run
+            from ablang.run import default_out
+
+            out = args.out or default_out(checked.plan)
+            run_id = log_run(out, study_text=checked.text, uri=args.mlflow or None,
+                             experiment=args.mlflow_experiment)
+            console.print(f"logged to MLflow: run {run_id}")
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2
