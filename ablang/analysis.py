@@ -171,7 +171,9 @@ class RunResults:
         from ablang import mlflow_log
 
         try:
-            return mlflow_log.log_run(self.out, study_text=study_text, uri=uri, experiment=experiment)
+            return mlflow_log.log_run(
+                self.out, study_text=study_text, uri=uri, experiment=experiment
+            )
         except AblangError as e:
             raise StudyError.of(e) from None
 

@@ -85,7 +85,9 @@ def test_a_run_is_logged_with_its_settings_and_files(logged):
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"results.json", "study", "heatmaps", "grids"} <= top
     assert [a.path for a in client.list_artifacts(run_id, "study")] == ["study/tiny.abl"]
-    assert [a.path for a in client.list_artifacts(run_id, "heatmaps")] == ["heatmaps/heatmap_sweep1.png"]
+    assert [a.path for a in client.list_artifacts(run_id, "heatmaps")] == [
+        "heatmaps/heatmap_sweep1.png"
+    ]
     assert len(client.list_artifacts(run_id, "grids")) == len(results.variants)
     local = Path(client.download_artifacts(run_id, "study/tiny.abl"))
     assert local.read_text() == STUDY.read_text()
@@ -95,7 +97,11 @@ def test_a_run_is_logged_with_its_settings_and_files(logged):
 def test_each_variant_is_a_nested_run_with_its_metrics(logged):
     results, uri = logged
     client, (parent,), runs = _runs(uri, "tiny")
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    children = {
+        r.info.run_name: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
     assert sorted(children) == sorted(results.variants)
     table = results.table().set_index("name")
     for name, run in children.items():
@@ -104,18 +110,32 @@ def test_each_variant_is_a_nested_run_with_its_metrics(logged):
             assert metrics[col] == pytest.approx(table.loc[name, col], rel=1e-12), (name, col)
         assert run.data.params["origin"] == table.loc[name, "origin"]
         assert run.data.params["interventions"] == table.loc[name, "interventions"]
-        assert [a.path for a in client.list_artifacts(run.info.run_id)][0].endswith(".png")
+        (grid,) = client.list_artifacts(run.info.run_id)
+        assert grid.path.endswith(".png")
     # the baseline's psnr is +inf (identical images): left out rather than logged as a number
     assert "psnr" not in children["baseline"].data.metrics
-    assert children["late_cache"].data.metrics["psnr"] == pytest.approx(table.loc["late_cache", "psnr"])
+    assert children["late_cache"].data.metrics["psnr"] == pytest.approx(
+        table.loc["late_cache", "psnr"]
+    )
 
 
 @pytest.mark.slow
 def test_the_cli_logs_a_run_too(logged, tmp_path):
     results, uri = logged
     # resuming the finished run measures and reports it again without sampling anything
-    argv = ["run", str(STUDY), "--out", str(results.out), "--resume", "--device", "cpu",
-            "--mlflow", uri, "--mlflow-experiment", "from-cli"]
+    argv = [
+        "run",
+        str(STUDY),
+        "--out",
+        str(results.out),
+        "--resume",
+        "--device",
+        "cpu",
+        "--mlflow",
+        uri,
+        "--mlflow-experiment",
+        "from-cli",
+    ]
     assert cli.main(argv) == 0
     client, (parent,), runs = _runs(uri, "from-cli")
     assert parent.data.params["model"] == "tiny"
@@ -127,5 +147,5 @@ def test_the_cli_logs_a_run_too(logged, tmp_path):
 def test_an_opened_run_can_be_logged_later(logged):
     results, uri = logged
     run_id = ablang.open_run(results.out).log_mlflow(uri, experiment="later")
-    client, (parent,), runs = _runs(uri, "later")
+    _, (parent,), runs = _runs(uri, "later")
     assert parent.info.run_id == run_id and len(runs) == 1 + len(results.variants)
