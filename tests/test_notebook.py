@@ -32,7 +32,10 @@ def test_the_quickstart_notebook_runs(tmp_path):
         return cell
 
     assert "text/html" in kinds(cell_with('ablang.inspect("tiny")'))
-    assert "text/html" in kinds(cell_with("results = study.run("))
+    ran = kinds(cell_with("results = study.run("))
+    assert "text/html" in ran
+    # rich found Jupyter: the progress bars were a live widget, not text for a terminal
+    assert "application/vnd.jupyter.widget-view+json" in ran
     assert "text/html" in kinds(cell_with("sort_values"))
     assert "image/png" in kinds(cell_with('results.heatmap("sweep1")'))
     assert "image/png" in kinds(cell_with("make_grid"))
