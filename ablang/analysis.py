@@ -8,6 +8,8 @@ wrote it.
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 from pathlib import Path
 
@@ -24,6 +26,21 @@ from ablang.run_dir import Results, RunDir
 # The columns of ``RunResults.table()`` before and after the metrics.
 TABLE_HEAD = ("name", "origin", "interventions", "components", "windows")
 TABLE_COST = ("unet_flops", "flops_ratio", "seconds", "speedup")
+
+
+@functools.cache
+def _figure_class():
+    """A matplotlib ``Figure`` that IPython shows as a PNG by itself: without pyplot, no inline
+    backend has registered a display for figures, and a bare ``Figure`` would show as text."""
+    from matplotlib.figure import Figure
+
+    class InlineFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png")
+            return buf.getvalue()
+
+    return InlineFigure
 
 
 class RunResults:
@@ -159,7 +176,9 @@ class RunResults:
         from ablang.heatmap import heatmap_figure
 
         sweep = self._sweep(name)
-        return heatmap_figure(sweep, self.results, self._sweep_metric(sweep, metric))
+        return heatmap_figure(
+            sweep, self.results, self._sweep_metric(sweep, metric), _figure_class()
+        )
 
     # ---------------------------------------------------------------- elsewhere
 

@@ -156,10 +156,10 @@ def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Pa
     return path
 
 
-def heatmap_figure(sweep: Sweep, results: Results, metric: str):
-    """The heatmap as a matplotlib ``Figure`` (Agg canvas, no pyplot state, so notebooks show it
-    inline and nothing leaks into pyplot's figure list): values annotated in the cells, a
-    colourbar named after the metric, the study title and the op in the title."""
+def heatmap_figure(sweep: Sweep, results: Results, metric: str, figure_class=None):
+    """The heatmap as a matplotlib ``Figure`` (Agg canvas, no pyplot state, so nothing leaks into
+    pyplot's figure list): values annotated in the cells, a colourbar named after the metric, the
+    study title and the op in the title. ``figure_class``: a ``Figure`` subclass to build."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.figure import Figure
@@ -175,7 +175,7 @@ def heatmap_figure(sweep: Sweep, results: Results, metric: str):
 
     width = min(2.5 + 1.0 * max(len(cols), 1), 24)
     height = min(1.8 + 0.42 * max(len(rows), 1), 24)
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    fig = (figure_class or Figure)(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(close), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")

@@ -156,6 +156,8 @@ def test_a_heatmap_is_a_figure(runs):
     png = io.BytesIO()
     fig.savefig(png, format="png")
     assert png.getvalue().startswith(b"\x89PNG")
+    # a notebook shows it as an image even before pyplot set up its inline display
+    assert fig._repr_png_().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
