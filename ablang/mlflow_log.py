@@ -77,7 +77,8 @@ def study_params(doc: dict) -> dict[str, str]:
         "searches": ", ".join(s["name"] for s in doc["searches"]),
     }
     params.update({f"version.{k}": v for k, v in doc["versions"].items()})
-    return {k: _param(v) for k, v in params.items()}
+    # an empty setting (no title, no sweeps) is left out: some stores reject empty values
+    return {k: _param(v) for k, v in params.items() if v not in ("", None)}
 
 
 def variant_metrics(entry: dict) -> dict[str, float]:
@@ -184,7 +185,7 @@ def _log(
         client.log_batch(
             child,
             metrics=[Metric(k, x, now, 0) for k, x in variant_metrics(entry).items()],
-            params=[Param(k, _param(x)) for k, x in params.items()],
+            params=[Param(k, _param(x)) for k, x in params.items() if x],
             tags=[RunTag("mlflow.note.content", _param(params["interventions"] or "the baseline"))],
         )
         grid = grids / f"{slugs[v.name]}.png"
