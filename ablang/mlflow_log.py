@@ -16,7 +16,8 @@ Nested runs rather than prefixed metric names, so that MLflow's run comparison l
 up metric by metric. Everything is read from the run directory, so a run can be logged when it
 finishes (``ablang run --mlflow``, ``study.run(mlflow=...)``) or later (``open_run(dir).log_mlflow()``).
 
-Offline use: ``sqlite:///mlflow.db`` (MLflow's default) needs only the extra; MLflow 3 refuses
+Offline use: ``sqlite:///mlflow.db`` (MLflow's default) needs only the extra, and a new
+experiment in it keeps its artifacts in ``mlartifacts/`` beside the database; MLflow 3 refuses
 plain ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set.
 """
 
@@ -98,6 +99,16 @@ def _study_text(doc: dict, given: str | None) -> str | None:
         return None
 
 
+def artifact_location(uri: str | None) -> str | None:
+    """Where a new experiment keeps its files: beside the database for a ``sqlite:///PATH``
+    store, so that the store is one folder and not the current directory's ``./mlruns`` (MLflow's
+    default, relative to wherever the process runs); the server's choice otherwise."""
+    prefix = "sqlite:///"
+    if not uri or not uri.startswith(prefix) or uri[len(prefix) :] in ("", ":memory:"):
+        return None
+    return (Path(uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
+
+
 def log_run(
     out: str | Path,
     *,
@@ -121,7 +132,11 @@ def log_run(
     try:
         client = MlflowClient(tracking_uri=uri or None)
         found = client.get_experiment_by_name(experiment)
-        exp_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+        exp_id = (
+            found.experiment_id
+            if found is not None
+            else client.create_experiment(experiment, artifact_location=artifact_location(uri))
+        )
         return _log(client, exp_id, run, _study_text(doc, study_text), stem, Metric, Param, RunTag)
     except MlflowException as e:
         first = str(e.message if hasattr(e, "message") else e).split("\n")[0]

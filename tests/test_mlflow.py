@@ -92,6 +92,11 @@ def test_a_run_is_logged_with_its_settings_and_files(logged):
     assert len(client.list_artifacts(run_id, "grids")) == len(results.variants)
     local = Path(client.download_artifacts(run_id, "study/tiny.abl"))
     assert local.read_text() == STUDY.read_text()
+    # the store is one folder: artifacts beside the database, not in the current directory
+    store = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    assert parent.info.artifact_uri.startswith(store.resolve().as_uri())
+    assert list(store.rglob("results.json"))
+    assert not (Path.cwd() / "mlruns").exists()
 
 
 @pytest.mark.slow
