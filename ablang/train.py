@@ -39,8 +39,14 @@ class TrainConfig:
     classifier_epochs: int = 50
 
 
-def diffusion_loss(model: TinyUnet, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
-                   diffusion: Diffusion, label_dropout: float) -> torch.Tensor:
+def diffusion_loss(
+    model: TinyUnet,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    diffusion: Diffusion,
+    label_dropout: float,
+) -> torch.Tensor:
     """Mean squared error of the predicted noise at uniformly drawn t."""
     n, dev = x0.shape[0], x0.device
     t = torch.randint(0, len(diffusion), (n,), generator=gen, device="cpu")
@@ -89,13 +95,17 @@ def train_unet(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=print) ->
             save_checkpoint(out / "tiny_ema.pt", ema, step)
     save_checkpoint(out / "tiny_ema.pt", ema, step)
     (out / "train_log.json").write_text(
-        json.dumps({"config": asdict(cfg), "steps": step, "seconds": time.time() - start, "loss": running})
+        json.dumps(
+            {"config": asdict(cfg), "steps": step, "seconds": time.time() - start, "loss": running}
+        )
     )
     log(f"trained {step} steps in {time.time() - start:.0f}s, loss {running:.4f}")
     return ema
 
 
-def train_classifier(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=print) -> DigitClassifier:
+def train_classifier(
+    cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=print
+) -> DigitClassifier:
     """Trained on 4,500 digits with small random shifts; the other 500 (50 per class) measure it."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -29,8 +29,13 @@ from ablang.report import sample_grid
 
 
 def sample(model, prompts, per_prompt, seed=0, steps=100):
-    plan = Plan(model=ModelSpec("tiny"), sampler=SamplerSpec("ddpm", steps, 0.0, 3.0), seed=seed,
-                samples=per_prompt, prompts=tuple(prompts))
+    plan = Plan(
+        model=ModelSpec("tiny"),
+        sampler=SamplerSpec("ddpm", steps, 0.0, 3.0),
+        seed=seed,
+        samples=per_prompt,
+        prompts=tuple(prompts),
+    )
     diffusion = Diffusion(model.diffusion, steps)
     setup = make_setup(plan, model, diffusion)
     ex = Executor(model, diffusion, setup, torch.device("cpu"))
@@ -45,15 +50,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     model = load_adapter(ModelSpec("tiny")).load(torch.device("cpu"))
-    print(f"tiny: {sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"tiny: {sum(p.numel() for p in model.unet.parameters()) / 1e6:.2f} M parameters, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     times = []
     for r in range(args.runs):
         _, _, secs = sample(model, ["0", "1", "2", "3", "4", "5", "6", "7"], 2, seed=100 + r)
         times.append(secs)
-    print(f"one 100-step guided run of 16 images: median {statistics.median(times):.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
+    print(
+        f"one 100-step guided run of 16 images: median {statistics.median(times):.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)})"
+    )
 
     images, prompts, _ = sample(model, [str(d) for d in range(10)], 10)
     acc = tiny.accuracy(images, prompts).float().mean().item()
@@ -69,10 +78,14 @@ def main() -> None:
     real, labels = load_mnist()
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[: len(images)]
     real_feats = tiny.features(real[pick])
-    print(f"FID/KID of {len(images)} samples vs the 5,000 real digits ({time.perf_counter() - t0:.0f} s to sample): "
-          f"FID {fid_from_features(feats, ref):.3f}, KID {kid_from_features(feats, ref):.5f}")
-    print(f"floor, {len(real_feats)} real digits vs the 5,000: FID {fid_from_features(real_feats, ref):.3f}, "
-          f"KID {kid_from_features(real_feats, ref):.5f}")
+    print(
+        f"FID/KID of {len(images)} samples vs the 5,000 real digits ({time.perf_counter() - t0:.0f} s to sample): "
+        f"FID {fid_from_features(feats, ref):.3f}, KID {kid_from_features(feats, ref):.5f}"
+    )
+    print(
+        f"floor, {len(real_feats)} real digits vs the 5,000: FID {fid_from_features(real_feats, ref):.3f}, "
+        f"KID {kid_from_features(real_feats, ref):.5f}"
+    )
     acc_real = (tiny.load_classifier()(real).argmax(1) == labels).float().mean().item()
     print(f"(the classifier's own accuracy on the real digits: {acc_real:.3f})")
 

@@ -73,7 +73,9 @@ def test_checkpoint_round_trip(tmp_path: Path):
     save_checkpoint(tmp_path / "w.pt", model, step=3)
     ckpt = torch.load(tmp_path / "w.pt", weights_only=True)
     assert ckpt["step"] == 3
-    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert all(
+        v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
     back = tiny.load_unet(tmp_path / "w.pt")
     assert back.config == model.config and not back.training
     for name, p in model.state_dict().items():

