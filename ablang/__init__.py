@@ -33,8 +33,62 @@ How a study flows, and where each stage lives (docs/architecture.md has a paragr
   (docs/reliability.md says what is promised about files and how it is tested).
 - ``run.py`` runs a plan as a sequence of named steps (``ablang run``); ``cli.py`` +
   ``commands/`` are the command line.
+- ``api.py`` is ablang from Python (``load``, ``parse``, ``inspect``, ``open_run``, below);
+  ``analysis.py`` a run's results as DataFrames and figures, read back by ``run_dir.py``;
+  ``html.py`` notebook tables; ``mlflow_log.py`` logs a run to MLflow (docs/python.md).
 
 ``tests/test_imports.py`` keeps this order: no module imports a later stage, and no import cycle.
+
+From Python::
+
+    import ablang
+    results = ablang.load("studies/quickstart.abl").run()
+    results.table()
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+# The public API lives in ``ablang.api`` (the top of the pipeline); the package only forwards
+# to it on first use (PEP 562), so ``import ablang`` stays light and every module may import
+# ``ablang`` for its version without depending on the stages above it.
+_API = ("Components", "Emitted", "Study", "StudyError", "inspect", "load", "open_run")
+
+__all__ = [
+    "Components",
+    "Emitted",
+    "RunResults",
+    "Study",
+    "StudyError",
+    "__version__",
+    "inspect",
+    "load",
+    "open_run",
+    "parse",
+]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from ablang import api
+
+        return getattr(api, name)
+    if name == "RunResults":
+        from ablang.analysis import RunResults
+
+        return RunResults
+    raise AttributeError(f"module 'ablang' has no attribute {name!r}")
+
+
+# ``ablang.parse`` is both a module (the parser) and the API function. The module is imported
+# first, so that the function bound below is the last word: a submodule sets its package
+# attribute only on its first import.
+from ablang import parse as _parse_module  # noqa: F401
+
+
+def parse(text: str, name: str = "<study>"):
+    """A checked study from ``text`` (a notebook cell): ``ablang.api.parse``."""
+    from ablang import api
+
+    return api.parse(text, name)

@@ -149,8 +149,17 @@ def _xlabel(sweep: Sweep, results: Results) -> str:
 
 
 def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Path) -> Path:
-    """The heatmap as a PNG (matplotlib, Agg canvas, no pyplot state): values annotated in the
-    cells, a colourbar named after the metric, the study title and the op in the title."""
+    """The heatmap as a PNG (see ``heatmap_figure``)."""
+    fig = heatmap_figure(sweep, results, metric)
+    path = Path(path)
+    make_dirs(path.parent)
+    return atomic_savefig(fig, path)
+
+
+def heatmap_figure(sweep: Sweep, results: Results, metric: str, figure_class=None):
+    """The heatmap as a matplotlib ``Figure`` (Agg canvas, no pyplot state, so nothing leaks into
+    pyplot's figure list): values annotated in the cells, a colourbar named after the metric, the
+    study title and the op in the title. ``figure_class``: a ``Figure`` subclass to build."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.figure import Figure
@@ -166,7 +175,7 @@ def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Pa
 
     width = min(2.5 + 1.0 * max(len(cols), 1), 24)
     height = min(1.8 + 0.42 * max(len(rows), 1), 24)
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    fig = (figure_class or Figure)(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(close), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
@@ -198,7 +207,4 @@ def save_heatmap_png(sweep: Sweep, results: Results, metric: str, path: str | Pa
     bar.set_ticks(ticks, labels=[format_metric(metric, bad + t * (good - bad)) for t in ticks])
     bar.set_label(f"{metric} ({_direction(metric)} = closer to baseline)", fontsize=9)
     bar.ax.tick_params(labelsize=7)
-
-    path = Path(path)
-    make_dirs(path.parent)
-    return atomic_savefig(fig, path)
+    return fig

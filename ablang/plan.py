@@ -97,13 +97,16 @@ class Intervention:
         }
 
 
+Origin = Literal["baseline", "bare", "variant", "sweep", "search"]  # where a variant came from
+
+
 @dataclass(frozen=True)
 class Variant:
     """A set of interventions applied together. The baseline is the variant with none."""
 
     name: str
     interventions: tuple[Intervention, ...] = ()
-    origin: Literal["baseline", "bare", "variant", "sweep", "search"] = "bare"
+    origin: Origin = "bare"
     span: Span | None = field(default=None, compare=False, repr=False)
 
 

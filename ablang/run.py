@@ -276,6 +276,7 @@ def measure_variants(
 
 def run_plan_searches(
     session: Session,
+    journal: Journal,
     options: RunOptions,
     baseline: Trajectory,
     measure: Measure,
@@ -284,7 +285,7 @@ def run_plan_searches(
     console: Console,
 ) -> tuple[list[SearchResult], list[VariantResult], dict[str, Variant]]:
     """Each search of the plan, after the variants; its best variant joins the results (and
-    ``done``) under the search's name."""
+    ``done``) under the search's name, and its images the journal (``open_run`` finds them)."""
     if not session.plan.searches:
         return [], [], {}
     from ablang.search import SearchOptions, run_searches
@@ -299,6 +300,7 @@ def run_plan_searches(
     for r, s in zip(searched, best_samples):
         v = found[r.name] = r.best_variant()
         done[v.name] = s
+        journal.append(s, variant_identity(v))
         results.append(variant_result(session, v, s, dict(r.best.metrics), baseline))
     return list(searched), results, found
 
@@ -395,7 +397,7 @@ def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) ->
     )
     variants = measure_variants(session, measure, done, baseline)
     searched, best, found = run_plan_searches(
-        session, options, baseline, measure, max_chunks, done, console
+        session, journal, options, baseline, measure, max_chunks, done, console
     )
     res = collect_results(
         session, options, variants + best, searched, time.perf_counter() - started

@@ -47,6 +47,21 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="let the study's emits replace files that ablang did not generate",
     )
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="URI",
+        help="log the finished run to MLflow at URI (default: MLflow's own, "
+        "sqlite:///mlflow.db); needs pip install 'ablang[mlflow]'",
+    )
+    parser.add_argument(
+        "--mlflow-experiment",
+        default=None,
+        metavar="NAME",
+        help="the MLflow experiment (default: the study's file name)",
+    )
 
 
 def resume_command(args, plan) -> str:
@@ -77,6 +92,14 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.mlflow is not None:
+        from ablang.mlflow_log import require
+
+        try:
+            require()  # before an hour of sampling, not after
+        except AblangError as e:
+            print(render_error(e, None, args.study), file=sys.stderr)
+            return 2
     options = RunOptions(
         out=args.out,
         mode=args.mode,
@@ -91,6 +114,16 @@ def run(args) -> int:
         console = Console() if sys.stdout.isatty() else Console(width=150)
         assert checked.plan is not None  # no errors, model available: resolved
         run_plan(checked.plan, options, console)
+        if args.mlflow is not None:
+            from ablang.mlflow_log import log_run
+
+            run_id = log_run(
+                args.out or default_out(checked.plan),
+                study_text=checked.text,
+                uri=args.mlflow or None,
+                experiment=args.mlflow_experiment,
+            )
+            console.print(f"logged to MLflow: run {run_id}")
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2
