@@ -19,15 +19,15 @@ import torch
 # words the tokenizer knows whole (anything else falls back to single characters)
 WORDS = ("a", "photo", "of", "cat", "dog", "red", "astronaut", "riding", "horse", "blue", "car")
 CONTEXT_LENGTH = 77  # CLIP's, as SD's tokenizer pads to
-SD_SCHEDULE = dict(  # Stable Diffusion 1.x's noise schedule
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    steps_offset=1,
-    clip_sample=False,
-    set_alpha_to_one=False,
-)
+SD_SCHEDULE = {  # Stable Diffusion 1.x's noise schedule
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "steps_offset": 1,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+}
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -96,7 +96,7 @@ def tiny_ddpm_pipeline(
         norm_num_groups=4,
         attention_head_dim=8,
     ).eval()
-    config = dict(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+    config = {"num_train_timesteps": 1000, "beta_schedule": "linear", "clip_sample": True}
     config.update(scheduler_config)
     sched = getattr(diffusers, scheduler).from_config(config)
     DDPMPipeline(unet=unet, scheduler=sched).save_pretrained(str(root))
@@ -153,7 +153,9 @@ def tiny_sd_pipeline(
         )
     ).eval()
     # from_config, as SD 1.x ships a PNDMScheduler whose config also has DDIM/DDPM keys
-    sched = getattr(diffusers, scheduler).from_config({**SD_SCHEDULE, "prediction_type": prediction_type})
+    sched = getattr(diffusers, scheduler).from_config(
+        {**SD_SCHEDULE, "prediction_type": prediction_type}
+    )
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

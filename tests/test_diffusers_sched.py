@@ -13,17 +13,17 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-import torch  # noqa: E402
-from diffusers_fixtures import tiny_ddpm_pipeline  # noqa: E402
+import torch
+from diffusers_fixtures import tiny_ddpm_pipeline
 
-from ablang.models import ModelUnavailable  # noqa: E402
-from ablang.models.diffusers_sched import (  # noqa: E402
+from ablang.models import ModelUnavailable
+from ablang.models.diffusers_sched import (
     DiffusersSampler,
     load_scheduler,
     scheduler_names,
     unknown_scheduler,
 )
-from ablang.models.diffusers_unet import DiffusersUnet  # noqa: E402
+from ablang.models.diffusers_unet import DiffusersUnet
 
 STEPS = 6
 OWN = (
@@ -70,8 +70,12 @@ def reference(pipe, seeds, **kwargs) -> torch.Tensor:
     """The pipeline's images for each seed alone, [0, 1]."""
     return torch.cat(
         [
-            pipe(generator=torch.Generator().manual_seed(s), num_inference_steps=STEPS,
-                 output_type="pt", **kwargs).images
+            pipe(
+                generator=torch.Generator().manual_seed(s),
+                num_inference_steps=STEPS,
+                output_type="pt",
+                **kwargs,
+            ).images
             for s in seeds
         ]
     )
@@ -150,8 +154,9 @@ def test_baseline_equals_the_pipeline(pixel_dirs, unet, name):
 
 @pytest.mark.parametrize("eta", [0.0, 0.8])
 def test_ddim_eta_equals_ddim_pipeline(pixel_dirs, unet, eta):
-    sampler = DiffusersSampler.from_dir(pixel_dirs["DDPMScheduler"], STEPS,
-                                        name="DDIMScheduler", eta=eta)
+    sampler = DiffusersSampler.from_dir(
+        pixel_dirs["DDPMScheduler"], STEPS, name="DDIMScheduler", eta=eta
+    )
     ref = reference(pipeline(pixel_dirs["DDPMScheduler"], ddim=True), [2], eta=eta)
     assert torch.equal(unit(sample(sampler, unet, [2]).x), ref)
 
@@ -233,8 +238,9 @@ def test_solver_state_matters(pixel_dirs, unet, name):
 
 
 def test_fork_is_independent(pixel_dirs, unet):
-    sampler = DiffusersSampler.from_dir(pixel_dirs["DDPMScheduler"], STEPS,
-                                        name="DPMSolverMultistepScheduler")
+    sampler = DiffusersSampler.from_dir(
+        pixel_dirs["DDPMScheduler"], STEPS, name="DPMSolverMultistepScheduler"
+    )
     st = sampler.start([0], (3, 16, 16))
     sample_one = sampler.model_input(st)
     sampler.step(st, DiffusersUnet(unet)(sample_one, sampler.t(0, 1)))
