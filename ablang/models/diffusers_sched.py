@@ -87,9 +87,11 @@ def _diffusers():
 def scheduler_names(own: str) -> list[str]:
     """Schedulers that can replace ``own`` with its config: diffusers' own list of compatibles
     (the "Karras" family for SD/DDPM schedulers), sorted, ``own`` included."""
-    cls = getattr(_diffusers(), own, None)
-    if cls is None:
+    try:
+        cls = getattr(_diffusers(), own)
+    except (AttributeError, ImportError):
         return [own]
+    # ``compatibles`` holds the classes themselves; reading it imports nothing optional
     names = {c.__name__ for c in cls().compatibles} if hasattr(cls, "compatibles") else set()
     return sorted(names | {own})
 
@@ -114,12 +116,11 @@ def load_scheduler(
     config = json.loads(path.read_text())
     own = config.get("_class_name", "DDPMScheduler")
     pick = own if name is None else name
-    cls = getattr(diffusers, pick, None)
-    if cls is None or pick not in scheduler_names(own):
+    if pick not in scheduler_names(own):
         raise ModelUnavailable(f"{path}: " + unknown_scheduler(pick, own))
     config.update(overrides or {})
     try:
-        return cls.from_config(config)
+        return getattr(diffusers, pick).from_config(config)
     except ImportError as e:  # DPMSolverSDEScheduler needs torchsde
         raise ModelUnavailable(f"{pick} needs a package that is not installed: {e}") from e
 
