@@ -27,6 +27,7 @@ SD_SCHEDULE = {  # Stable Diffusion 1.x's noise schedule
     "steps_offset": 1,
     "clip_sample": False,
     "set_alpha_to_one": False,
+    "skip_prk_steps": True,  # PNDM as SD 1.x ships it: PLMS only, its second timestep twice
 }
 
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import ablang.commands.inspect
-import ablang.models
 from ablang import __version__, cli
 
 RUN = Path(__file__).parent / "fixtures" / "run"

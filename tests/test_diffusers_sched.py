@@ -244,9 +244,10 @@ def test_fork_is_independent(pixel_dirs, unet):
     st = sampler.start([0], (3, 16, 16))
     sample_one = sampler.model_input(st)
     sampler.step(st, DiffusersUnet(unet)(sample_one, sampler.t(0, 1)))
-    snap = st.fork()
+    snap, other = st.repeat(2)
     outputs_before = [None if o is None else o.clone() for o in snap.scheduler.model_outputs]
     sample(sampler, unet, [0], state=st)
-    assert snap.index == 1 and st.index == len(sampler)
+    assert snap.index == other.index == 1 and st.index == len(sampler)
+    assert snap.scheduler is not other.scheduler and torch.equal(snap.x, other.x)
     for a, b in zip(snap.scheduler.model_outputs, outputs_before):
         assert (a is None and b is None) or torch.equal(a, b)

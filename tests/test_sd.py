@@ -23,7 +23,7 @@ from ablang.diffusion import Step
 from ablang.models.diffusers_sched import DiffusersSampler, guide, load_scheduler
 from ablang.models.diffusers_unet import DiffusersUnet, trace_diffusers
 from ablang.models.sd import is_sd_pipeline, load_text_to_image, to_unit
-from ablang.plan import Intervention, Variant
+from ablang.plan import Intervention, Variant, Window
 
 STEPS = 5
 GUIDANCE = 7.5
@@ -161,9 +161,8 @@ def test_v_prediction_equals_the_pipeline(sd_v, name):
     assert torch.equal(image(sd_v, generate(sd_v, sampler, [6]).x), sd_v.reference(name, [6]))
 
 
-def test_traced_unet_equals_the_pipeline(sd):
+def test_traced_unet_equals_the_pipeline(sd, traced):
     """The traced graph ablang compiles (empty rule set) gives the pipeline's images."""
-    traced = trace_diffusers(sd.pipe.unet, label="sd")
     program = ProgramCache(traced).get(frozenset(), "accelerate")
 
     def unet(x, t, context):
@@ -201,52 +200,79 @@ def test_sd_resume_from_snapshot(sd, name):
     sampler = DiffusersSampler.from_dir(sd.dir, STEPS, name=name)
     forks: dict = {}
     base = generate(sd, sampler, [2], forks=forks).x
-    for k in (1, len(sampler) // 2):
-        assert torch.equal(generate(sd, sampler, [2], state=forks[k].fork()).x, base)
+    k = len(sampler) // 2
+    assert torch.equal(generate(sd, sampler, [2], state=forks[k].fork()).x, base)
 
 
 # --------------------------------------------------------------------------- DeepCache
 
 
+@pytest.fixture(scope="module")
+def traced(sd):
+    return trace_diffusers(sd.pipe.unet, label="sd")
+
+
 def deepcache_component(traced, branch: int) -> str:
     """DeepCache's ``cache_branch_id`` b as an ablang component, for Unets whose up blocks have
     three layers (``layers_per_block=2``, as SD 1.x/2.x): ``dec[D - 2 - b]`` of ``D`` units."""
-    units = traced.table.count("dec")
-    return f"dec[{units - 2 - branch}]"
+    return f"dec[{traced.table.count('dec') - 2 - branch}]"
 
 
-@pytest.mark.parametrize(("branch", "interval"), [(0, 3), (1, 2), (2, 3), (4, 2)])
-def test_deepcache_is_one_cache_line(sd, branch, interval):
-    """``DeepCacheSDHelper(cache_branch_id=b, cache_interval=N)`` makes the images of ablang's
-    ``cache dec[D-2-b] every N`` (compiled, accelerate mode), bit for bit."""
+def deepcache_images(sd, name, branch, interval):
     DeepCache = pytest.importorskip("DeepCache")
-    name = "DDIMScheduler"  # DeepCache counts steps by timestep value: no repeated timesteps
     helper = DeepCache.DeepCacheSDHelper(pipe=sd.pipe)
     helper.set_params(cache_interval=interval, cache_branch_id=branch)
     helper.enable()
     try:
-        ref = sd.reference(name, [1])
+        return sd.reference(name, [1])
     finally:
         helper.disable()
-    assert not torch.equal(ref, sd.reference(name, [1]))  # the cache does change the images
 
-    traced = trace_diffusers(sd.pipe.unet, label="sd")
+
+def ablang_images(sd, traced, name, interventions):
+    """The stepper driving ablang's compiled programs (accelerate mode) for one variant; also
+    the number of modules each Unet evaluation ran."""
     programs = ProgramCache(traced)
     sampler = DiffusersSampler.from_dir(sd.dir, STEPS, name=name)
-    comp = deepcache_component(traced, branch)
     steps = [Step(i, int(t), len(sampler) - 1 - i) for i, t in enumerate(sampler.timesteps)]
-    rules = schedule(Variant("deepcache", (Intervention("cache", comp, every=interval),)), steps)
+    rules = schedule(Variant("v", tuple(interventions)), steps)
     cache: dict = {}
-    evaluated = []
+    ran: list[int] = []
 
     def unet(x, t, context):
-        program = programs.get(rules.per_step[len(evaluated)], "accelerate")
-        evaluated.append(program.count_modules())
+        program = programs.get(rules.per_step[len(ran)], "accelerate")
+        ran.append(program.count_modules())
         out, kept = program(x, t, {"encoder_hidden_states": context}, cache=cache)
         cache.update(kept)
         return out
 
-    ours = image(sd, generate(sd, sampler, [1], unet=unet).x)
+    return image(sd, generate(sd, sampler, [1], unet=unet).x), ran
+
+
+@pytest.mark.parametrize(("branch", "interval"), [(0, 3), (1, 2), (4, 2)])
+def test_deepcache_is_one_cache_line(sd, traced, branch, interval):
+    """``DeepCacheSDHelper(cache_branch_id=b, cache_interval=N)`` makes the images of ablang's
+    ``cache dec[D-2-b] every N`` (compiled, accelerate mode), bit for bit."""
+    name = "DDIMScheduler"  # no repeated timesteps: both count steps alike
+    ref = deepcache_images(sd, name, branch, interval)
+    assert not torch.equal(ref, sd.reference(name, [1]))  # the cache does change the images
+    line = Intervention("cache", deepcache_component(traced, branch), every=interval)
+    ours, ran = ablang_images(sd, traced, name, [line])
     assert torch.equal(ours, ref)
-    full = programs.get(frozenset(), "accelerate").count_modules()
-    assert evaluated[0] == full and min(evaluated) < full  # reuse steps really skip work
+    full = ProgramCache(traced).get(frozenset(), "accelerate").count_modules()
+    assert ran[0] == full and min(ran) < full  # reuse steps really skip work
+
+
+def test_deepcache_counts_pndm_steps_by_timestep(sd, traced):
+    """SD's PNDM visits its second timestep twice; DeepCache indexes steps by timestep value, so
+    with N = 2 it computes at evaluations 0 and 4 (of 6), not 0, 2, 4: two windows say that."""
+    comp = deepcache_component(traced, 0)
+    ref = deepcache_images(sd, None, 0, 2)
+    plain, _ = ablang_images(sd, traced, None, [Intervention("cache", comp, every=2)])
+    assert not torch.equal(plain, ref)
+    windows = [
+        Intervention("cache", comp, Window("step", 0, 4), every=4),
+        Intervention("cache", comp, Window("step", 4, 6), every=2),
+    ]
+    ours, _ = ablang_images(sd, traced, None, windows)
+    assert torch.equal(ours, ref)
