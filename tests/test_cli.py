@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import ablang.commands.inspect
+import ablang.models
 from ablang import __version__, cli
 
 RUN = Path(__file__).parent / "fixtures" / "run"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import t_window, variant
 
 from ablang.compile import ProgramCache, Rule, build_program, schedule
 from ablang.diffusion import Diffusion, DiffusionSpec, steps_of
 from ablang.models.tiny_unet import timestep_embedding
 from ablang.plan import Intervention, Window
+
+from conftest import t_window, variant
 
 X = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
 T = torch.tensor([10, 700])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from test_models_adm import UNCOND
 
 from ablang.models.adm import AdmConfig, build_unet
 from ablang.models.adm_family import trace_adm
+
+from test_models_adm import UNCOND
 
 
 def test_tracing_does_not_touch_the_model():
