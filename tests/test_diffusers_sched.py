@@ -251,3 +251,42 @@ def test_fork_is_independent(pixel_dirs, unet):
     assert snap.scheduler is not other.scheduler and torch.equal(snap.x, other.x)
     for a, b in zip(snap.scheduler.model_outputs, outputs_before):
         assert (a is None and b is None) or torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- DeepCache
+
+
+def test_deepcache_on_the_pixel_pipeline(pixel_dirs, unet):
+    """``DeepCacheSDHelper(cache_branch_id=2, cache_interval=2)`` on ``DDPMPipeline`` makes the
+    images of ablang's ``cache dec[D-2-2] every 2`` (D = 9 dec units here), bit for bit."""
+    DeepCache = pytest.importorskip("DeepCache")
+    from ablang.compile import ProgramCache, schedule
+    from ablang.diffusion import Step
+    from ablang.models.diffusers_unet import trace_diffusers
+    from ablang.plan import Intervention, Variant
+
+    pipe = pipeline(pixel_dirs["DDPMScheduler"])
+    helper = DeepCache.DeepCacheSDHelper(pipe=pipe)
+    helper.set_params(cache_interval=2, cache_branch_id=2)
+    helper.enable()
+    try:
+        ref = reference(pipe, [1])
+    finally:
+        helper.disable()
+
+    traced = trace_diffusers(pipe.unet, label="pixel")
+    line = Intervention("cache", f"dec[{traced.table.count('dec') - 2 - 2}]", every=2)
+    sampler = DiffusersSampler.from_dir(pixel_dirs["DDPMScheduler"], STEPS)
+    steps = [Step(i, int(t), len(sampler) - 1 - i) for i, t in enumerate(sampler.timesteps)]
+    rules = schedule(Variant("deepcache", (line,)), steps)
+    programs, cache = ProgramCache(traced), {}
+    st = sampler.start([1], (3, 16, 16))
+    with torch.no_grad():
+        while st.index < len(sampler):
+            x = sampler.model_input(st)
+            program = programs.get(rules.per_step[st.index], "accelerate")
+            out, kept = program(x, sampler.t(st.index, 1), {}, cache=cache)
+            cache.update(kept)
+            sampler.step(st, out)
+    assert torch.equal(unit(st.x), ref)
+    assert not torch.equal(ref, reference(pipe, [1]))
