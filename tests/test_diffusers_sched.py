@@ -115,6 +115,10 @@ def test_own_scheduler_and_by_name(pixel_dirs):
     assert type(other).__name__ == "EulerDiscreteScheduler"
     assert other.config.beta_schedule == "linear"  # the directory's config carried over
     assert "UniPCMultistepScheduler" in scheduler_names("DDPMScheduler")
+    third = load_scheduler(
+        pixel_dirs["DDPMScheduler"], "DPMSolverMultistepScheduler", {"solver_order": 3}
+    )
+    assert third.config.solver_order == 3 and third.config.num_train_timesteps == 1000
 
 
 def test_unknown_scheduler_names_the_choices(pixel_dirs):

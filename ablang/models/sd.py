@@ -31,7 +31,7 @@ from torch import nn
 
 from ablang.models import ModelUnavailable
 
-INSTALL_HINT = "pip install diffusers transformers safetensors   (or: pip install 'ablang[sd]')"
+INSTALL_HINT = "pip install diffusers transformers safetensors"
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
