@@ -57,10 +57,10 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 def test_ablang_run_on_a_busy_out_exits_2_before_sampling(tmp_path, capsys, monkeypatch):
     """Defect 1: two runs into one --out both exited 0 with a mixed journal."""
-    import ablang.run
+    import ablang.session
 
     loads = []
-    monkeypatch.setattr(ablang.run, "load_adapter", lambda spec: loads.append(spec))
+    monkeypatch.setattr(ablang.session, "load_model", lambda spec, device: loads.append(spec))
     (tmp_path / "journal.jsonl").write_text('{"fingerprint": "the other run"}\n')
     p = holder(tmp_path)
     try:

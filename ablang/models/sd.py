@@ -50,7 +50,7 @@ class TextToImage:
 
     tokenizer: Any
     text_encoder: nn.Module
-    vae: nn.Module
+    vae: Any  # diffusers AutoencoderKL (typed loosely: diffusers ships no type information)
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str], device: torch.device | str) -> torch.Tensor:
