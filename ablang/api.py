@@ -161,10 +161,13 @@ class Study:
             )
 
     def default_out(self) -> Path:
-        """Where ``run`` writes when not told: ``runs/<study name>/``, as ``ablang run``."""
+        """Where ``run`` writes when not told: as ``ablang run`` for a study file; for a study
+        given as text, ``runs/study-<hash of the text>/``, so that two cells never share one."""
         from ablang.run import default_out
 
-        return default_out(self.plan) if _stem(self.plan) != "study" else Path("runs") / "study"
+        if _stem(self.plan) != "study":
+            return default_out(self.plan)
+        return Path("runs") / f"study-{hashlib.sha256(self.text.encode()).hexdigest()[:8]}"
 
     def run(
         self,

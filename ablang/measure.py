@@ -384,7 +384,7 @@ def check_metrics(
         )
     if DISTRIBUTION_METRICS & set(names) and model.features is None:
         _require_inception_weights(options)
-    # ---- issue 15 hook (ablang/bands.py): identity needs predictions, the cut must fit
+    # identity needs the model's predictions, and the band cut must fit the images
     if IDENTITY in names and model.predict is None:
         raise AblangError(
             f"the identity metric needs a model with a classifier; {model.label} has none",
@@ -451,7 +451,6 @@ class Measure:
             assert self.model.accuracy is not None  # check_metrics refused it otherwise
             hits = self.model.accuracy(images, self.prompts)  # [N] bool
             out["accuracy"] = float(hits.float().mean())
-        # ---- issue 15 hook (ablang/bands.py)
         if set(BAND_METRICS) & set(self.names):
             out.update(band_metrics(self.baseline, images, self.options.band_cut))
         if IDENTITY in self.names:

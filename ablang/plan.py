@@ -215,7 +215,7 @@ class Plan:
     searches: tuple[Search, ...] = ()
     emits: tuple[Emit, ...] = ()
     num_timesteps: int = 1000
-    bands: BandSpec = BandSpec()  # the `bands` line (issue 15)
+    bands: BandSpec = BandSpec()  # the `bands` line
 
     @property
     def baseline(self) -> Variant:

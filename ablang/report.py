@@ -130,7 +130,7 @@ def results_json(results: Results) -> dict:
     """The results.json document (see the module docstring); JSON-safe (no inf/nan)."""
     plan = results.plan
     metric = sweep_metric(plan)
-    phases = run_phases(results)  # issue 15 hook: a sweep's "phases", null without both bands
+    phases = run_phases(results)  # a sweep's "phases" is null without both band metrics
     doc = {
         "ablang_version": results.versions.get("ablang") or _ablang_version(),
         "study": {"path": plan.source, "title": plan.title, "sha256": plan.sha256},
@@ -258,7 +258,7 @@ def phase_plot_path(out_dir: str | Path, sweep_name: str) -> Path:
 
 
 def write_phase_plots(results: Results, out_dir: str | Path) -> list[Path]:
-    """``<out_dir>/phases_<sweep>.png`` for every sweep with both bands measured (issue 15)."""
+    """``<out_dir>/phases_<sweep>.png`` for every sweep with both bands measured."""
     title = results.plan.title or Path(results.plan.source).stem
     return [
         save_phase_plot(p, phase_plot_path(out_dir, name), title, results.plan.num_timesteps)
@@ -536,7 +536,7 @@ def write_report(
     """results.json, a heatmap PNG per sweep and (given the images) a grid per variant."""
     files = [write_results(results, out_dir)]
     files += write_heatmaps(results, out_dir)
-    files += write_phase_plots(results, out_dir)  # issue 15 hook
+    files += write_phase_plots(results, out_dir)
     files += [save_search_png(r, search_png_path(out_dir, r.name)) for r in results.searches]
     if samples_by_variant:
         files += list(write_grids(samples_by_variant, results.prompts, out_dir).values())
@@ -552,7 +552,7 @@ def print_report(
     """The study table, then every sweep's heatmap, then where the files were written."""
     console.print(study_table(results))
     metric = sweep_metric(results.plan)
-    phases = run_phases(results)  # issue 15 hook
+    phases = run_phases(results)
     for sweep in results.plan.sweeps:
         console.print()
         console.print(terminal_heatmap(sweep, results, metric))

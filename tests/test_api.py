@@ -22,6 +22,7 @@ from rich.console import Console
 import ablang
 from ablang import cli
 from ablang.errors import AblangErrors, Span, render_errors
+from ablang.run import default_out
 
 STUDY = Path(__file__).parent / "fixtures" / "api" / "tiny.abl"
 WINDOWS = ["[0, 500)", "[500, 1000)"]
@@ -192,8 +193,10 @@ def test_a_study_from_text_is_checked_like_a_file():
     assert from_text.plan == from_file.plan
     assert from_text.plan.sha256 == from_file.plan.sha256  # the file's bytes
     cell = ablang.parse(text)
-    assert cell.path == "<study>" and cell.default_out() == Path("runs") / "study"
-    assert from_file.default_out() == Path("runs") / "tiny"
+    assert cell.path == "<study>" and cell.default_out().parent == Path("runs")
+    assert cell.default_out().name.startswith("study-")  # one per text: cells never share a run
+    assert ablang.parse(text + "\n# another cell\n").default_out() != cell.default_out()
+    assert from_file.default_out() == default_out(from_file.plan)
     assert cell.variants[:3] == ["baseline", "drop skip[7] for t in [500, 1000)", "late_cache"]
     assert cell.sweeps == ["sweep1"]
     page = cell._repr_html_()

@@ -20,10 +20,11 @@ from ablang.bands import (
 )
 from ablang.errors import AblangError, AblangErrors
 from ablang.fmt import format_text
-from ablang.measure import Measure, MeasureOptions, check_metrics, format_metric, image_metrics
+from ablang.measure import Measure, MeasureOptions, check_metrics, image_metrics
 from ablang.parse import parse
 from ablang.plan import BandSpec
 from ablang.resolve import resolve
+from ablang.results import format_metric
 
 H = W = 32
 Y, X = torch.meshgrid(

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from ablang.measure import Cost, Results, VariantResult
 from ablang.phases import (
     classify,
     measured_metrics,
@@ -22,6 +21,7 @@ from ablang.phases import (
 )
 from ablang.plan import BandSpec, Intervention, ModelSpec, Plan, Sweep, Variant, Window
 from ablang.report import print_report, results_json, write_report
+from ablang.results import Cost, Results, VariantResult
 
 WINDOWS = tuple(Window("t", lo, lo + 250) for lo in range(0, 1000, 250))  # image ... noise
 COMPONENTS = ("skip[0]", "mid", "dec[1]")
