@@ -55,6 +55,10 @@ class TrainConfig:
     # (v1's fixed 0.9995 kept 3% of the random init after 7,036 steps). 0.998 averages over
     # about the last 500 steps, a third of a fine-tune of max_steps.
     ema: float = 0.998
+    # Extra weight on the error of each image's mean noise (its DC). The plain loss weighs the DC
+    # by 1/1024, yet at t near 999 an error d in it moves the predicted image's mean by
+    # d * sqrt((1 - abar) / abar), some 30-60 d: the grey backgrounds of issue 14.
+    dc_weight: float = 0.0
     label_dropout: float = 0.1  # null-label rate for classifier-free guidance (as GLIDE, ADM)
     max_steps: int = 1600  # the lr schedule's length: the run ends here
     max_seconds: float = 120 * 60  # a wall-clock stop too; resume continues the same schedule
@@ -64,16 +68,28 @@ class TrainConfig:
     classifier_epochs: int = 50
 
 
-def diffusion_loss(model: TinyUnet, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
-                   diffusion: Diffusion, label_dropout: float) -> torch.Tensor:
-    """Mean squared error of the predicted noise at uniformly drawn t."""
+def diffusion_loss(
+    model: TinyUnet,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    diffusion: Diffusion,
+    label_dropout: float,
+    dc_weight: float = 0.0,
+) -> torch.Tensor:
+    """Mean squared error of the predicted noise at uniformly drawn t (plus ``dc_weight`` times
+    that of its per-image mean)."""
     n, dev = x0.shape[0], x0.device
     t = torch.randint(0, len(diffusion), (n,), generator=gen, device="cpu")
     noise = torch.randn(x0.shape, generator=gen, device="cpu").to(dev)
     drop = torch.rand(n, generator=gen, device="cpu") < label_dropout
     y = torch.where(drop.to(dev), torch.full_like(y, model.num_classes), y)
     xt = diffusion.q_sample(x0, t, noise)
-    return F.mse_loss(model(xt, t.to(dev), y), noise)
+    out = model(xt, t.to(dev), y)
+    loss = F.mse_loss(out, noise)
+    if dc_weight:
+        loss = loss + dc_weight * F.mse_loss(out.mean((2, 3)), noise.mean((2, 3)))
+    return loss
 
 
 def save_checkpoint(path: Path, model: TinyUnet, step: int) -> None:
@@ -145,9 +161,16 @@ def train_unet(
 
     def save_state() -> None:
         _atomic_save(
-            {"config": asdict(cfg), "step": step, "loss": running, "model": model.state_dict(),
-             "ema": ema.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-             "torch_rng": torch.get_rng_state()},
+            {
+                "config": asdict(cfg),
+                "step": step,
+                "loss": running,
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
             out / "state.pt",
         )
 
@@ -158,7 +181,9 @@ def train_unet(
         idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen).to(dev)
         for g in opt.param_groups:
             g["lr"] = learning_rate(cfg, step)
-        loss = diffusion_loss(model, x[idx], y[idx], gen, diffusion, cfg.label_dropout)
+        loss = diffusion_loss(
+            model, x[idx], y[idx], gen, diffusion, cfg.label_dropout, cfg.dc_weight
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -172,8 +197,10 @@ def train_unet(
         step += 1
         running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
         if step % 50 == 0:
-            log(f"step {step} loss {running:.4f} lr {learning_rate(cfg, step):.2e} "
-                f"{time.time() - start:.0f}s")
+            log(
+                f"step {step} loss {running:.4f} lr {learning_rate(cfg, step):.2e} "
+                f"{time.time() - start:.0f}s"
+            )
         if step % cfg.checkpoint_every == 0:
             save_state()
             save_checkpoint(out / "tiny_ema.pt", ema, step)
@@ -182,14 +209,18 @@ def train_unet(
     save_state()
     save_checkpoint(out / "tiny_ema.pt", ema, step)
     (out / "train_log.json").write_text(
-        json.dumps({"config": asdict(cfg), "steps": step, "seconds": time.time() - start, "loss": running})
+        json.dumps(
+            {"config": asdict(cfg), "steps": step, "seconds": time.time() - start, "loss": running}
+        )
     )
     loss_text = "no step taken" if running is None else f"loss {running:.4f}"
     log(f"trained to step {step} ({time.time() - start:.0f}s this run), {loss_text}")
     return ema
 
 
-def train_classifier(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=print) -> DigitClassifier:
+def train_classifier(
+    cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, log=print
+) -> DigitClassifier:
     """Trained on 4,500 digits with small random shifts; the other 500 (50 per class) measure it."""
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)

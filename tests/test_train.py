@@ -73,7 +73,9 @@ def test_checkpoint_round_trip(tmp_path: Path):
     save_checkpoint(tmp_path / "w.pt", model, step=3)
     ckpt = torch.load(tmp_path / "w.pt", weights_only=True)
     assert ckpt["step"] == 3
-    assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert all(
+        v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
     back = tiny.load_unet(tmp_path / "w.pt")
     assert back.config == model.config and not back.training
     for name, p in model.state_dict().items():
@@ -83,7 +85,13 @@ def test_checkpoint_round_trip(tmp_path: Path):
 def _tiny_run(out: Path, **kw):
     from ablang.train import TrainConfig
 
-    base = dict(batch_size=4, max_steps=6, warmup=2, checkpoint_every=1, snapshot_every=3)
+    base = {
+        "batch_size": 4,
+        "max_steps": 6,
+        "warmup": 2,
+        "checkpoint_every": 1,
+        "snapshot_every": 3,
+    }
     return TrainConfig(out=str(out), **{**base, **kw})
 
 
@@ -110,8 +118,12 @@ def test_training_can_start_from_shipped_weights(batch, tmp_path):
     from ablang.train import train_unet
 
     x0, y = batch
-    ema = train_unet(_tiny_run(tmp_path, init=str(tiny.data_path(tiny.WEIGHTS)), max_steps=0),
-                     x0, y, log=lambda m: None)
+    ema = train_unet(
+        _tiny_run(tmp_path, init=str(tiny.data_path(tiny.WEIGHTS)), max_steps=0),
+        x0,
+        y,
+        log=lambda m: None,
+    )
     shipped = tiny.load_unet()
     for name, p in shipped.state_dict().items():
         torch.testing.assert_close(ema.state_dict()[name], p, rtol=0, atol=0)
