@@ -28,8 +28,8 @@ v2 continues v1 on 2 CPU cores in two runs, each started from the previous EMA w
    lr 1e-4, warmup 50, EMA 0.995: seed 123 0.98 (that column's background from -0.3 to -0.73,
    clean is -1), seed 0 1.00; chosen on seeds 0 and 123 only.
 
-    ablang train tiny --what unet --init <v1 tiny_ema.pt> --out build/a --max-steps 700 \
-        --lr 2e-4 --warmup 100 --ema 0.998 --dc-weight 0
+    ablang train tiny --what unet --init v1.pt --out build/a --max-steps 700 --lr 2e-4
+        --warmup 100 --ema 0.998 --dc-weight 0    (one line)
     ablang train tiny --what unet --init build/a/tiny_ema.pt --out build/b
 """
 
