@@ -139,3 +139,22 @@ def test_the_schedules_warm_up_and_decay():
     assert learning_rate(cfg, 110) == pytest.approx(0.0, abs=1e-12)
     assert ema_decay(cfg, 0) == pytest.approx(0.1)  # the start weights wash out
     assert ema_decay(cfg, 100_000) == 0.999
+
+
+def test_the_dc_term_adds_the_weighted_error_of_each_images_mean_noise(batch):
+    x0, y = batch
+    torch.manual_seed(0)
+    model = TinyUnet(TinyUnetConfig()).eval()
+    with torch.no_grad():  # an output that is not zero, so its mean has an error
+        model.out[-1].weight.normal_(0, 0.05)
+    diffusion = Diffusion(DiffusionSpec())
+    plain = diffusion_loss(model, x0, y, torch.Generator().manual_seed(5), diffusion, 0.0)
+    weighted = diffusion_loss(model, x0, y, torch.Generator().manual_seed(5), diffusion, 0.0, 64.0)
+    g = torch.Generator().manual_seed(5)  # the same draws as diffusion_loss makes
+    t = torch.randint(0, len(diffusion), (8,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        out = model(diffusion.q_sample(x0, t, noise), t, y)
+    dc = F.mse_loss(out.mean((2, 3)), noise.mean((2, 3)))
+    assert dc > 0
+    torch.testing.assert_close(weighted - plain, 64.0 * dc, rtol=1e-4, atol=1e-7)
