@@ -23,7 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its wording, drop the usage spam
+    def error(
+        self, message: str
+    ) -> None:  # argparse exits 2 too; keep its wording, drop the usage spam
         self.print_usage(sys.stderr)
         self.exit(2, f"ablang: error: {message}\n")
 

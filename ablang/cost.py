@@ -19,7 +19,9 @@ class FlopCounter:
         self.model, self.programs = model, programs
         self.factor = 2 if doubled else 1
         c, h, w = model.image_shape
-        cond, _ = model.make_cond([model.default_prompts[0]] if model.default_prompts else [""], torch.device("cpu"))
+        cond, _ = model.make_cond(
+            [model.default_prompts[0]] if model.default_prompts else [""], torch.device("cpu")
+        )
         self._x = torch.zeros(1, c, h, w)
         self._t = torch.full((1,), model.diffusion.num_timesteps // 2, dtype=torch.long)
         self._cond = cond
@@ -31,12 +33,17 @@ class FlopCounter:
             program = self.programs.get(rules, "accelerate")
             device = next(iter(self.model.unet.parameters())).device
             kwargs = dict(self._cond)
-            kwargs[program.inputs[0]], kwargs[program.inputs[1]] = self._x.to(device), self._t.to(device)
+            kwargs[program.inputs[0]], kwargs[program.inputs[1]] = (
+                self._x.to(device),
+                self._t.to(device),
+            )
             for comp in program.cache_inputs:
                 kwargs[cache_input_name(comp)] = torch.zeros(
                     value_shape(self.model.traced, comp), device=device
                 )
-            kwargs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+            kwargs = {
+                k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()
+            }
             self._per_rules[rules] = program_flops(program.gm, (), kwargs)
         return self._per_rules[rules]
 

@@ -58,7 +58,16 @@ def function_source(program: Program, name: str) -> str:
     for node in graph.nodes:
         node.type = None  # annotations would need the model's own type names in scope
     code = graph.python_code(root_module="m")
-    unknown = set(code.globals) - {"torch", "getattr", "inf", "nan", "NoneType", "device", "fx_pytree", "pytree"}
+    unknown = set(code.globals) - {
+        "torch",
+        "getattr",
+        "inf",
+        "nan",
+        "NoneType",
+        "device",
+        "fx_pytree",
+        "pytree",
+    }
     if unknown:
         raise AblangError(f"cannot emit a program that calls {sorted(unknown)}", code="emit")
     src = code.src.strip()
@@ -100,7 +109,9 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     of_step = [rule_sets.index(r) for r in sched.per_step]
     chain = [s.chain for s in steps]
     d = diffusion
-    interventions = "\n".join(f"#   {iv.label()}" for iv in variant.interventions) or "#   (none: the baseline)"
+    interventions = (
+        "\n".join(f"#   {iv.label()}" for iv in variant.interventions) or "#   (none: the baseline)"
+    )
     table = "\n".join(
         f"    {names[k]!s},  # steps {', '.join(_ranges([i for i, p in enumerate(of_step) if p == k]))}"
         for k in range(len(names))
@@ -299,14 +310,23 @@ def format_source(src: str) -> str:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "ruff", "format", "--line-length", "100", "-"],
-            input=src, capture_output=True, text=True, check=True,
+            input=src,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return done.stdout
     except (OSError, subprocess.CalledProcessError):
         return src
 
 
-def emit_sampler(plan: Plan, variant: Variant, model: LoadedModel, path: Path, programs: ProgramCache | None = None) -> Path:
+def emit_sampler(
+    plan: Plan,
+    variant: Variant,
+    model: LoadedModel,
+    path: Path,
+    programs: ProgramCache | None = None,
+) -> Path:
     src = format_source(emit_source(plan, variant, model, programs or ProgramCache(model.traced)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(src, encoding="utf-8")

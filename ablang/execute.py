@@ -62,7 +62,9 @@ def make_setup(plan: Plan, model: LoadedModel, diffusion: Diffusion) -> RunSetup
     prompts = plan.prompts or model.default_prompts
     per_sample = tuple(p for p in prompts for _ in range(plan.samples))
     seeds = tuple(plan.seed + i for _ in prompts for i in range(plan.samples))
-    guidance = plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance
+    guidance = (
+        plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance
+    )
     return RunSetup(
         prompts=per_sample,
         seeds=seeds,
@@ -98,7 +100,9 @@ class Executor:
 
     # ---------------------------------------------------------------- one batched forward
 
-    def _inputs(self, x: torch.Tensor, step: Step, chunks: int) -> tuple[torch.Tensor, torch.Tensor, Cond]:
+    def _inputs(
+        self, x: torch.Tensor, step: Step, chunks: int
+    ) -> tuple[torch.Tensor, torch.Tensor, Cond]:
         cond = _tile(self.cond, chunks)
         if self.doubled:
             cond = _cat(cond, _tile(self.uncond, chunks))
@@ -112,7 +116,9 @@ class Executor:
         if not self.doubled:
             return out
         c, u = out[:rows], out[rows:]
-        eps = u[:, : self.channels] + self.setup.guidance * (c[:, : self.channels] - u[:, : self.channels])
+        eps = u[:, : self.channels] + self.setup.guidance * (
+            c[:, : self.channels] - u[:, : self.channels]
+        )
         return torch.cat([eps, c[:, self.channels :]], dim=1)
 
     def forward(
@@ -159,13 +165,19 @@ class Executor:
         half = value.shape[0] // 2
         return torch.cat([value[k * n : (k + 1) * n], value[half + k * n : half + (k + 1) * n]])
 
-    def _gather(self, comp: str, caches: list[dict[str, torch.Tensor]], rules: list[RuleSet]) -> torch.Tensor:
+    def _gather(
+        self, comp: str, caches: list[dict[str, torch.Tensor]], rules: list[RuleSet]
+    ) -> torch.Tensor:
         """The cached values of ``comp`` for a batched reuse step; chunks that are not reusing it
         get zeros (their mask ignores them)."""
         parts = []
-        like = next(c[comp] for c, rs in zip(caches, rules) if Rule(comp, "cache", phase="reuse") in rs)
+        like = next(
+            c[comp] for c, rs in zip(caches, rules) if Rule(comp, "cache", phase="reuse") in rs
+        )
         for c, rs in zip(caches, rules):
-            parts.append(c[comp] if Rule(comp, "cache", phase="reuse") in rs else torch.zeros_like(like))
+            parts.append(
+                c[comp] if Rule(comp, "cache", phase="reuse") in rs else torch.zeros_like(like)
+            )
         if not self.doubled:
             return torch.cat(parts)
         n = self.n
@@ -210,9 +222,7 @@ class Executor:
         seconds = (time.perf_counter() - t0) / len(variants)
         evals = (self.evaluations - before) // len(variants)
         images = x.cpu().chunk(len(variants)) if len(variants) > 1 else (x.cpu(),)
-        return [
-            Samples(v.name, img, start, seconds, evals) for v, img in zip(variants, images)
-        ]
+        return [Samples(v.name, img, start, seconds, evals) for v, img in zip(variants, images)]
 
 
 def _tile(cond: Cond, k: int) -> Cond:

@@ -95,7 +95,11 @@ class Journal:
 
     def save_baseline(self, traj: Trajectory) -> None:
         _atomic_save(
-            {"xs": torch.stack(traj.xs), "seconds": traj.seconds, "step_seconds": traj.step_seconds},
+            {
+                "xs": torch.stack(traj.xs),
+                "seconds": traj.seconds,
+                "step_seconds": traj.step_seconds,
+            },
             self.out / "baseline.pt",
         )
 

@@ -389,7 +389,8 @@ def search_table(result) -> Table:
     caption counts the candidates skipped without a measurement."""
     s = result.search
     bounds = ", ".join(
-        f"{c.metric} {c.cmp} {format_metric(c.metric, b)}" + (f" ({c.value:+g}%)" if c.relative else "")
+        f"{c.metric} {c.cmp} {format_metric(c.metric, b)}"
+        + (f" ({c.value:+g}%)" if c.relative else "")
         for c, b in zip(s.constraints, result.bounds)
     )
     skipped: dict[str, int] = {}
@@ -400,9 +401,12 @@ def search_table(result) -> Table:
     if skipped:
         caption += "; skipped: " + ", ".join(f"{n} {why}" for why, n in skipped.items())
     if result.redundant:
-        caption += f"; {len(result.redundant)} accepted ones left out of the best (they change nothing)"
-    table = Table(title=f"search {s.name}: speedup where {bounds}", title_style="bold",
-                  caption=caption)
+        caption += (
+            f"; {len(result.redundant)} accepted ones left out of the best (they change nothing)"
+        )
+    table = Table(
+        title=f"search {s.name}: speedup where {bounds}", title_style="bold", caption=caption
+    )
     table.add_column("#", justify="right")
     table.add_column("candidate", max_width=46, overflow="fold")
     table.add_column("alone", justify="right")
@@ -430,7 +434,11 @@ def search_table(result) -> Table:
         )
     best = result.best
     table.add_row(
-        "", Text(f"best: {len(best.interventions)} interventions", style="bold"), "", "", "",
+        "",
+        Text(f"best: {len(best.interventions)} interventions", style="bold"),
+        "",
+        "",
+        "",
         Text(f"{best.speedup:.2f}x", style="bold"),
         *[format_metric(m, best.metrics.get(m)) for m in metrics],
         end_section=True,
@@ -448,21 +456,37 @@ def save_search_png(result, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     cons = result.search.constraints
-    fig, axes = plt.subplots(1, max(1, len(cons)), figsize=(5.2 * max(1, len(cons)), 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(cons)), figsize=(5.2 * max(1, len(cons)), 4.2), squeeze=False
+    )
     accepted = {id(p.combined) for p in result.path if p.outcome == "accepted"}
     for ax, c, b in zip(axes[0], cons, result.bounds):
+
         def xy(points, metric=c.metric):
-            pts = [(p.speedup, p.metrics[metric]) for p in points
-                   if math.isfinite(p.metrics.get(metric, math.nan))]
+            pts = [
+                (p.speedup, p.metrics[metric])
+                for p in points
+                if math.isfinite(p.metrics.get(metric, math.nan))
+            ]
             return [x for x, _ in pts], [y for _, y in pts]
 
         groups = [
             ("alone", [p for p in result.points if p.kind == "single"], {"c": "0.6", "s": 14}),
-            ("rejected", [p for p in result.points if p.kind == "combination" and id(p) not in accepted],
-             {"c": "tab:red", "marker": "x", "s": 18}),
-            ("accepted", [p for p in result.points if id(p) in accepted], {"c": "tab:blue", "s": 22}),
-            ("baseline", [p for p in result.points if p.kind == "baseline"], {"c": "k", "marker": "s", "s": 30}),
+            (
+                "rejected",
+                [p for p in result.points if p.kind == "combination" and id(p) not in accepted],
+                {"c": "tab:red", "marker": "x", "s": 18},
+            ),
+            (
+                "accepted",
+                [p for p in result.points if id(p) in accepted],
+                {"c": "tab:blue", "s": 22},
+            ),
+            (
+                "baseline",
+                [p for p in result.points if p.kind == "baseline"],
+                {"c": "k", "marker": "s", "s": 30},
+            ),
         ]
         for label, pts, style in groups:
             xs, ys = xy(pts)

@@ -941,7 +941,9 @@ class _Resolver:
                 return None
         return Constraint(name, c.cmp, value, c.percent, span=c.span)
 
-    def emits(self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()) -> tuple[Emit, ...]:
+    def emits(
+        self, variants: tuple[Variant, ...], searches: tuple[Search, ...] = ()
+    ) -> tuple[Emit, ...]:
         # a search's name stands for its best variant, known once the run has searched
         named = [v.name for v in variants if v.origin in ("baseline", "variant")]
         named += [s.name for s in searches]

@@ -52,7 +52,9 @@ class RunOptions:
 
 def pick_device(setting: str) -> torch.device:
     if setting == "cuda" and not torch.cuda.is_available():
-        raise AblangError("the study asks for device cuda, but torch sees no CUDA device", code="device")
+        raise AblangError(
+            "the study asks for device cuda, but torch sees no CUDA device", code="device"
+        )
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(setting)
@@ -80,7 +82,11 @@ def auto_batch(model: LoadedModel, rows_per_variant: int) -> int:
 
 
 def versions() -> dict[str, str]:
-    return {"ablang": ablang.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "ablang": ablang.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
@@ -111,14 +117,20 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
     planned += 0 if baseline is not None else len(steps)
     console.print(
         f"[bold]{plan.title or plan.source}[/]: {len(plan.variants) - 1} variants"
-        + (f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}" if plan.searches else "")
+        + (
+            f" and {len(plan.searches)} search{'es' * (len(plan.searches) > 1)}"
+            if plan.searches
+            else ""
+        )
         + f" on {model.label}, "
         f"{len(setup.seeds)} images each, {plan.sampler.kind} {len(steps)} steps, guidance {setup.guidance:g}, "
         f"{options.mode} mode on {device}"
     )
     if done:
         console.print(f"resuming: {len(done)} variants already in {journal.path}")
-    console.print(f"{planned} sampler steps x {per_forward} images = {planned * per_forward} Unet image-forwards to go")
+    console.print(
+        f"{planned} sampler steps x {per_forward} images = {planned * per_forward} Unet image-forwards to go"
+    )
 
     columns = (
         TextColumn("{task.description}"),
@@ -141,11 +153,19 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
             journal.save_baseline(baseline)
             progress.remove_task(task)
             per_step = baseline.seconds / len(steps)
-            console.print(f"baseline: {baseline.seconds:.1f} s; the rest takes about {per_step * (planned - len(steps)) / 60:.1f} min")
-        max_chunks = 1 if options.mode == "accelerate" else (options.batch or auto_batch(model, per_forward))
+            console.print(
+                f"baseline: {baseline.seconds:.1f} s; the rest takes about {per_step * (planned - len(steps)) / 60:.1f} min"
+            )
+        max_chunks = (
+            1 if options.mode == "accelerate" else (options.batch or auto_batch(model, per_forward))
+        )
         for group in batches(todo, steps, max_chunks):
-            label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} batched)"
-            task = progress.add_task(label[:60], total=len(steps) - scheds[group[0].name].first_active)
+            label = (
+                group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} batched)"
+            )
+            task = progress.add_task(
+                label[:60], total=len(steps) - scheds[group[0].name].first_active
+            )
 
             def tick(task=task, k=len(group)) -> None:
                 progress.advance(task)
@@ -157,7 +177,9 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
 
     done = journal.done
     # the baseline shares no prefix: all of its steps are its own (start 0), else its time counts twice
-    done["baseline"] = Samples("baseline", baseline.xs[-1], 0, baseline.seconds, len(steps) * per_forward)
+    done["baseline"] = Samples(
+        "baseline", baseline.xs[-1], 0, baseline.seconds, len(steps) * per_forward
+    )
     counter = FlopCounter(model, programs, executor.doubled)
     base_flops = counter.trajectory(scheds["baseline"])
     base_step = baseline.seconds / len(steps)
@@ -203,7 +225,9 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None):
                     origin=v.origin,
                     interventions=v.interventions,
                     metrics=dict(r.best.metrics),
-                    cost=Cost(flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds),
+                    cost=Cost(
+                        flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds
+                    ),
                     start_step=s.start_step,
                     evaluations=s.evaluations,
                 )

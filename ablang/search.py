@@ -200,8 +200,13 @@ class SearchResult:
             "name": s.name,
             "objective": s.objective,
             "constraints": [
-                {"metric": c.metric, "cmp": c.cmp, "value": c.value, "relative": c.relative,
-                 "bound": b}
+                {
+                    "metric": c.metric,
+                    "cmp": c.cmp,
+                    "value": c.value,
+                    "relative": c.relative,
+                    "bound": b,
+                }
                 for c, b in zip(s.constraints, self.bounds)
             ],
             "ops": list(s.ops),
@@ -414,8 +419,14 @@ class _Search:
 
     def run(self) -> SearchResult:
         started, evals = time.perf_counter(), self.ex.evaluations
-        base_point = Point("baseline", "baseline", (), 1.0, dict(self.base_metrics),
-                           self.feasible(self.base_metrics))
+        base_point = Point(
+            "baseline",
+            "baseline",
+            (),
+            1.0,
+            dict(self.base_metrics),
+            self.feasible(self.base_metrics),
+        )
         self.points.append(base_point)
         cands, counts = self.candidates()
         alone = self.measure_alone(cands)
@@ -437,7 +448,10 @@ class _Search:
             considered: list[tuple[int, Outcome | None]] = []
             measured = 0
             while queue and measured < max(1, self.options.lookahead):
-                if self.options.max_trials is not None and trials + measured >= self.options.max_trials:
+                if (
+                    self.options.max_trials is not None
+                    and trials + measured >= self.options.max_trials
+                ):
                     break
                 i = queue.pop(0)
                 outcome = self.skip(current, cands[i], alone[i])
@@ -464,23 +478,41 @@ class _Search:
                 ivs = (*current.interventions, cands[i])
                 p = self.point(f"+ {cands[i].label()}", "combination", ivs, images[pos])
                 accepted = p.feasible and p.speedup > current.point.speedup
-                path.append(PathStep(cands[i], "accepted" if accepted else "rejected", alone[i],
-                                     sens[i], saving[i], p))
+                path.append(
+                    PathStep(
+                        cands[i],
+                        "accepted" if accepted else "rejected",
+                        alone[i],
+                        sens[i],
+                        saving[i],
+                        p,
+                    )
+                )
                 if accepted:
                     xs = {k: (current.xs[k] if k < start else kept[pos][k]) for k in keep}
                     current = _State(ivs, p, xs)
                     queue = [j for j, _ in considered[n + 1 :]] + queue
                     break
                 pos += 1
-            if not group and self.options.max_trials is not None and trials >= self.options.max_trials:
+            if (
+                not group
+                and self.options.max_trials is not None
+                and trials >= self.options.max_trials
+            ):
                 break
         best_point = current.point
         for p in self.points:  # a candidate alone may beat the greedy's combination
             if p.feasible and p.speedup > best_point.speedup:
                 best_point = p
         kept_ivs = self.simplify(best_point.interventions)
-        best = Point(self.search.name, best_point.kind, self.in_order(kept_ivs),
-                     self.speedup(kept_ivs), best_point.metrics, best_point.feasible)
+        best = Point(
+            self.search.name,
+            best_point.kind,
+            self.in_order(kept_ivs),
+            self.speedup(kept_ivs),
+            best_point.metrics,
+            best_point.feasible,
+        )
         removed = tuple(iv for iv in best_point.interventions if iv not in kept_ivs)
         pareto = {c.metric: pareto_front(self.points, c.metric) for c in self.search.constraints}
         return SearchResult(
@@ -529,8 +561,11 @@ class _Search:
 
         def key(iv: Intervention):
             first = self.first_step(iv.window)
-            return (len(self.steps) if first is None else first, comps.index(iv.component)
-                    if iv.component in comps else len(comps), ops.index(iv.op) if iv.op in ops else 0)
+            return (
+                len(self.steps) if first is None else first,
+                comps.index(iv.component) if iv.component in comps else len(comps),
+                ops.index(iv.op) if iv.op in ops else 0,
+            )
 
         return tuple(sorted(ivs, key=key))
 
@@ -577,13 +612,19 @@ def run_searches(
     found, samples = [], []
     for search in plan.searches:
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         ) as progress:
             task = progress.add_task(f"search {search.name}", total=None)
 
             def on_step(phase: str, done: int, total: int, task=task, name=search.name) -> None:
-                progress.update(task, description=f"search {name}: {phase}", completed=done, total=total)
+                progress.update(
+                    task, description=f"search {name}: {phase}", completed=done, total=total
+                )
 
             result = run_search(search, executor, baseline, measure, flops, options, on_step)
         found.append(result)

@@ -70,7 +70,9 @@ class LeafTracer(fx.Tracer):
     tracer answers it with True rather than having the model edited.
     """
 
-    def __init__(self, is_block: Callable[[str], bool], extra_leaves: tuple[type, ...] = ()) -> None:
+    def __init__(
+        self, is_block: Callable[[str], bool], extra_leaves: tuple[type, ...] = ()
+    ) -> None:
         super().__init__()
         self.is_block = is_block
         self.extra_leaves = extra_leaves
@@ -125,9 +127,7 @@ def _drop_specialised_inputs(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
-def mark_components(
-    gm: fx.GraphModule, block_names: dict[str, str]
-) -> None:
+def mark_components(gm: fx.GraphModule, block_names: dict[str, str]) -> None:
     """Mark block nodes (``block_names``: module target -> "enc[3]"/"mid"/"dec[0]") and the skips.
 
     A skip is any encoder block's output that reaches a ``torch.cat`` whose result feeds a decoder
@@ -244,7 +244,10 @@ def component_table(
     order = {"enc": 0, "mid": 1, "dec": 2, "skip": 3}
     comps.sort(key=lambda c: (order[c.kind], c.index or 0))
     return ComponentTable(
-        model=model_label, components=tuple(comps), num_timesteps=num_timesteps, prompt_kind=prompt_kind  # type: ignore[arg-type]
+        model=model_label,
+        components=tuple(comps),
+        num_timesteps=num_timesteps,
+        prompt_kind=prompt_kind,  # type: ignore[arg-type]
     )
 
 

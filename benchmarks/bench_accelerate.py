@@ -80,8 +80,11 @@ def pick_variants(plan: Plan, names: list[str]) -> list[Variant]:
             out.append(plan.variant(name))
         except KeyError:
             search = any(s.name == name for s in plan.searches)
-            why = "it is a search: emit its result and pass --emitted PATH.py" if search else (
-                "it has: " + ", ".join(v.name for v in plan.variants))
+            why = (
+                "it is a search: emit its result and pass --emitted PATH.py"
+                if search
+                else ("it has: " + ", ".join(v.name for v in plan.variants))
+            )
             sys.exit(f"bench_accelerate: the study has no variant {name!r}; {why}")
     return out
 
@@ -90,8 +93,10 @@ def same_setting(base, other, path: Path) -> None:
     """An --emitted file must sample like the baseline: same model weights, sampler and steps."""
     for attr in ("CHECKSUM", "SAMPLER", "TIMESTEPS", "GUIDANCE", "ETA", "IMAGE_SHAPE"):
         if getattr(base, attr) != getattr(other, attr):
-            sys.exit(f"bench_accelerate: {path} has {attr} = {getattr(other, attr)!r}, the study's baseline "
-                     f"{getattr(base, attr)!r}; emit it from the same study setting")
+            sys.exit(
+                f"bench_accelerate: {path} has {attr} = {getattr(other, attr)!r}, the study's baseline "
+                f"{getattr(base, attr)!r}; emit it from the same study setting"
+            )
 
 
 def count_flops(module, model, prompt: str, device: str) -> float:
@@ -102,7 +107,9 @@ def count_flops(module, model, prompt: str, device: str) -> float:
     return float(counter.get_total_flops())
 
 
-def timed(module, model, n: int, prompts: list[str], seed: int, device: str) -> tuple[float, torch.Tensor]:
+def timed(
+    module, model, n: int, prompts: list[str], seed: int, device: str
+) -> tuple[float, torch.Tensor]:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -115,10 +122,20 @@ def timed(module, model, n: int, prompts: list[str], seed: int, device: str) -> 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="studies/accelerate.abl")
-    ap.add_argument("--variant", action="append", default=[], help="a variant of the study (repeatable; "
-                    "default: its named variants)")
-    ap.add_argument("--emitted", action="append", default=[], type=Path, metavar="PATH.py",
-                    help="an already emitted sampler to benchmark instead of the study's variants (repeatable)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="a variant of the study (repeatable; default: its named variants)",
+    )
+    ap.add_argument(
+        "--emitted",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH.py",
+        help="an already emitted sampler to benchmark instead of the study's variants (repeatable)",
+    )
     ap.add_argument("--n", type=int, default=2, help="images per prompt")
     ap.add_argument("--prompts", default=None, help="comma-separated (default: the study's)")
     ap.add_argument("--seed", type=int, default=None, help="default: the study's")
@@ -143,7 +160,9 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory(prefix="bench_accelerate_")
     out = Path(tmp.name)
 
-    base = Sampler("baseline", emit_sampler(plan, plan.baseline, model, out / "baseline.py", programs), None)
+    base = Sampler(
+        "baseline", emit_sampler(plan, plan.baseline, model, out / "baseline.py", programs), None
+    )
     base.module = load_module(base.path, "emitted_baseline")
     samplers: list[Sampler] = []
     if args.emitted:
@@ -157,9 +176,11 @@ def main() -> int:
             samplers.append(Sampler(v.name, path, load_module(path, f"emitted_{k}")))
 
     unet = base.module.load_model(args.device)  # one model for every sampler: loading is not timed
-    print(f"{plan.source}: {len(samplers)} samplers vs the baseline on {model.label}, "
-          f"{plan.sampler.kind} {plan.sampler.steps} steps, {args.n} x {len(prompts)} images, "
-          f"{args.repeats} repeats, {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{plan.source}: {len(samplers)} samplers vs the baseline on {model.label}, "
+        f"{plan.sampler.kind} {plan.sampler.steps} steps, {args.n} x {len(prompts)} images, "
+        f"{args.repeats} repeats, {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     for s in [base, *samplers]:
         s.flops = count_flops(s.module, unet, prompts[0], args.device)
@@ -179,13 +200,30 @@ def main() -> int:
     base_feats = features(base.images) if features else None
     ref = reference() if reference and features else None
     rows = []
-    base_fid_ref = fid_from_features(base_feats, ref) if base_feats is not None and ref is not None else None
+    base_fid_ref = (
+        fid_from_features(base_feats, ref) if base_feats is not None and ref is not None else None
+    )
     all_base = [x for v in pairs.values() for x in v]
-    rows.append(("baseline", 1.0, statistics.median(all_base) if all_base else None, None, 1.0, None, 1.0,
-                 0.0 if features else None, base_fid_ref))
+    rows.append(
+        (
+            "baseline",
+            1.0,
+            statistics.median(all_base) if all_base else None,
+            None,
+            1.0,
+            None,
+            1.0,
+            0.0 if features else None,
+            base_fid_ref,
+        )
+    )
     for s in samplers:
         flop_x = base.flops / s.flops
-        base_s, var_s = (statistics.median(pairs[s.name]), statistics.median(s.seconds)) if s.seconds else (None, None)
+        base_s, var_s = (
+            (statistics.median(pairs[s.name]), statistics.median(s.seconds))
+            if s.seconds
+            else (None, None)
+        )
         wall_x = base_s / var_s if s.seconds else None
         ssim = image_metrics(("ssim",), base.images, s.images)["ssim"]
         fid_base = fid_ref = None
@@ -193,21 +231,44 @@ def main() -> int:
             feats = features(s.images)
             fid_base = fid_from_features(feats, base_feats)
             fid_ref = fid_from_features(feats, ref) if ref is not None else None
-        rows.append((s.name, flop_x, base_s, var_s, wall_x, wall_x / flop_x if wall_x else None, ssim,
-                     fid_base, fid_ref))
+        rows.append(
+            (
+                s.name,
+                flop_x,
+                base_s,
+                var_s,
+                wall_x,
+                wall_x / flop_x if wall_x else None,
+                ssim,
+                fid_base,
+                fid_ref,
+            )
+        )
     print_table(rows)
     tmp.cleanup()
     return 0
 
 
 def print_table(rows) -> None:
-    head = ("sampler", "FLOPs x", "base s", "var s", "wall x", "wall/FLOPs", "ssim", "fid base", "fid ref")
+    head = (
+        "sampler",
+        "FLOPs x",
+        "base s",
+        "var s",
+        "wall x",
+        "wall/FLOPs",
+        "ssim",
+        "fid base",
+        "fid ref",
+    )
     fmt = ("{}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.3f}", "{:.2f}", "{:.2f}")
     cells = [[f.format(v) if v is not None else "-" for f, v in zip(fmt, row)] for row in rows]
     widths = [max(len(h), *(len(c[k]) for c in cells)) for k, h in enumerate(head)]
 
     def line(cs) -> str:
-        return "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cs, widths)))
+        return "  ".join(
+            c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cs, widths))
+        )
 
     print(line(head))
     print("  ".join("-" * w for w in widths))

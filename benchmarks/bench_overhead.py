@@ -37,14 +37,23 @@ DIGITS = tuple(str(d) for d in range(10))
 
 def make_setup_n(model: LoadedModel, diffusion: Diffusion, n: int, steps: int) -> RunSetup:
     """``n`` images: digits 0..9 in turn, image k with seed k."""
-    plan = Plan(model=ModelSpec("tiny"), sampler=SamplerSpec("ddpm", steps, 0.0, GUIDANCE), samples=1)
+    plan = Plan(
+        model=ModelSpec("tiny"), sampler=SamplerSpec("ddpm", steps, 0.0, GUIDANCE), samples=1
+    )
     setup = make_setup(plan, model, diffusion)
-    return dataclasses.replace(setup, prompts=tuple(DIGITS[k % 10] for k in range(n)), seeds=tuple(range(n)))
+    return dataclasses.replace(
+        setup, prompts=tuple(DIGITS[k % 10] for k in range(n)), seeds=tuple(range(n))
+    )
 
 
 @torch.no_grad()
-def plain_loop(model: LoadedModel, diffusion: Diffusion, prompts: list[str], seeds: list[int],
-               device: torch.device) -> torch.Tensor:
+def plain_loop(
+    model: LoadedModel,
+    diffusion: Diffusion,
+    prompts: list[str],
+    seeds: list[int],
+    device: torch.device,
+) -> torch.Tensor:
     """Guided DDPM with the eager Unet: ``[N x C x H x W]`` images."""
     unet = model.unet
     n = len(seeds)
@@ -97,9 +106,11 @@ def main() -> None:
         sync()
         return time.perf_counter() - t0, images
 
-    print(f"tiny, {args.n} images, DDPM {args.steps} steps, guidance {GUIDANCE:g}, {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'channels-last' if model.channels_last else 'contiguous'} inputs")
+    print(
+        f"tiny, {args.n} images, DDPM {args.steps} steps, guidance {GUIDANCE:g}, {device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'channels-last' if model.channels_last else 'contiguous'} inputs"
+    )
     _, a = time_ablang()  # warm-up: the program is built, caches are filled
     _, p = time_plain()
     diff = (a - p).abs().max().item()

@@ -71,7 +71,9 @@ def naive(ex: Executor, variants: list[Variant]) -> tuple[dict[str, torch.Tensor
 
 
 @torch.no_grad()
-def shared(ex: Executor, variants: list[Variant], chunks: int) -> tuple[dict[str, torch.Tensor], int, float]:
+def shared(
+    ex: Executor, variants: list[Variant], chunks: int
+) -> tuple[dict[str, torch.Tensor], int, float]:
     """The baseline once, then batched groups of variants from the baseline's prefix."""
     before, t0 = ex.evaluations, time.perf_counter()
     baseline = ex.baseline()
@@ -88,8 +90,12 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=10, help="digits 0..N-1")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--by", type=int, default=100, help="window width in t")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each way; wall time is the median")
-    ap.add_argument("--batch", type=int, default=0, help="variants per batched forward (0: as ablang run)")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs of each way; wall time is the median"
+    )
+    ap.add_argument(
+        "--batch", type=int, default=0, help="variants per batched forward (0: as ablang run)"
+    )
     args = ap.parse_args()
 
     model = load_adapter(ModelSpec("tiny")).load(CPU)
@@ -110,7 +116,10 @@ def main() -> None:
     evals: dict[str, int] = {}
     images: dict[str, dict[str, torch.Tensor]] = {}
     for r in range(args.repeats):
-        for name, fn in (("naive", lambda: naive(ex, variants)), ("ablang", lambda: shared(ex, variants, chunks))):
+        for name, fn in (
+            ("naive", lambda: naive(ex, variants)),
+            ("ablang", lambda: shared(ex, variants, chunks)),
+        ):
             out, n, secs = fn()
             times[name].append(secs)
             evals[name] = n
@@ -118,15 +127,23 @@ def main() -> None:
             print(f"  run {r + 1}/{args.repeats} {name}: {n} evaluations, {secs:.1f} s", flush=True)
 
     wall = {k: statistics.median(v) for k, v in times.items()}
-    diff = max(float((images["naive"][k] - images["ablang"][k]).abs().max()) for k in images["naive"])
+    diff = max(
+        float((images["naive"][k] - images["ablang"][k]).abs().max()) for k in images["naive"]
+    )
     print()
     print(f"{'':8}{'Unet image-forwards':>22}{'wall s (median)':>18}")
     for k in ("naive", "ablang"):
         print(f"{k:8}{evals[k]:>22,}{wall[k]:>18.1f}")
-    print(f"{'ratio':8}{evals['ablang'] / evals['naive']:>22.3f}{wall['ablang'] / wall['naive']:>18.3f}")
+    print(
+        f"{'ratio':8}{evals['ablang'] / evals['naive']:>22.3f}{wall['ablang'] / wall['naive']:>18.3f}"
+    )
     steps = list(ex.setup.steps)
-    share = sum(len(steps) - schedule(v, steps).first_active for v in variants) / (len(variants) * len(steps))
-    print(f"each variant runs {share:.1%} of the steps on average (the rest is the baseline's prefix)")
+    share = sum(len(steps) - schedule(v, steps).first_active for v in variants) / (
+        len(variants) * len(steps)
+    )
+    print(
+        f"each variant runs {share:.1%} of the steps on average (the rest is the baseline's prefix)"
+    )
     print(f"largest difference between the two ways' images: {diff:.2e}")
 
 

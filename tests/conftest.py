@@ -44,18 +44,41 @@ def random_unet(seed: int = 0) -> TinyUnet:
 
 
 def loaded(unet: TinyUnet, weights: str = "") -> LoadedModel:
-    example = (torch.zeros(1, 1, 32, 32), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
-    traced = trace_adm(unet, example, label="tiny", image_size=32, num_timesteps=1000,
-                       prompt_kind="class", inputs=("x", "timesteps", "y"))
+    example = (
+        torch.zeros(1, 1, 32, 32),
+        torch.zeros(1, dtype=torch.long),
+        torch.zeros(1, dtype=torch.long),
+    )
+    traced = trace_adm(
+        unet,
+        example,
+        label="tiny",
+        image_size=32,
+        num_timesteps=1000,
+        prompt_kind="class",
+        inputs=("x", "timesteps", "y"),
+    )
 
     def make_cond(prompts, device):
         y = tiny.labels(prompts).to(device)
         return {"y": y}, {"y": torch.full_like(y, 10)}
 
-    return LoadedModel("tiny", unet, traced, DiffusionSpec(), (1, 32, 32), "random", 3.0,
-                       tiny.DIGITS, make_cond,
-                       emit={"imports": ["from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig"],
-                             "weights": weights, "source": tiny.EMIT_SOURCE})
+    return LoadedModel(
+        "tiny",
+        unet,
+        traced,
+        DiffusionSpec(),
+        (1, 32, 32),
+        "random",
+        3.0,
+        tiny.DIGITS,
+        make_cond,
+        emit={
+            "imports": ["from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig"],
+            "weights": weights,
+            "source": tiny.EMIT_SOURCE,
+        },
+    )
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +98,20 @@ def variant(name: str, *ivs: Intervention) -> Variant:
     return Variant(name, tuple(ivs), "variant")
 
 
-def make_plan(*variants: Variant, steps: int = 10, kind: str = "ddpm", guidance: float | None = None,
-              prompts=("3", "7"), samples: int = 2, eta: float = 0.0) -> Plan:
-    return Plan(model=ModelSpec("tiny"), sampler=SamplerSpec(kind, steps, eta, guidance), prompts=tuple(prompts),
-                samples=samples, variants=(Variant("baseline", (), "baseline"), *variants), source="test.abl")
+def make_plan(
+    *variants: Variant,
+    steps: int = 10,
+    kind: str = "ddpm",
+    guidance: float | None = None,
+    prompts=("3", "7"),
+    samples: int = 2,
+    eta: float = 0.0,
+) -> Plan:
+    return Plan(
+        model=ModelSpec("tiny"),
+        sampler=SamplerSpec(kind, steps, eta, guidance),
+        prompts=tuple(prompts),
+        samples=samples,
+        variants=(Variant("baseline", (), "baseline"), *variants),
+        source="test.abl",
+    )

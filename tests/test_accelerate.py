@@ -31,15 +31,24 @@ OPS = ("drop", "zero", "scale", "cache")
 
 def one(op: str, component: str) -> Intervention:
     """``op component for t in 0..800`` (scale by 0.7, cache every 2): active from step 2 on."""
-    return Intervention(op, component, t_window(0, 800), factor=0.7 if op == "scale" else None,
-                        every=2 if op == "cache" else None)
+    return Intervention(
+        op,
+        component,
+        t_window(0, 800),
+        factor=0.7 if op == "scale" else None,
+        every=2 if op == "cache" else None,
+    )
 
 
 def name(op: str, kind: str) -> str:
     return f"{op}_{kind}"
 
 
-VARIANTS = {name(op, kind): variant(name(op, kind), one(op, comp)) for op in OPS for kind, comp in KINDS.items()}
+VARIANTS = {
+    name(op, kind): variant(name(op, kind), one(op, comp))
+    for op in OPS
+    for kind, comp in KINDS.items()
+}
 MIXED = variant(
     "mixed",
     Intervention("cache", "dec[3]", t_window(0, 1000), every=3),
@@ -90,7 +99,9 @@ def test_batched_measure_agrees_to_a_few_ulps(ddpm, op):
         torch.testing.assert_close(batched.images, fast, rtol=0, atol=ULPS)
 
 
-@pytest.mark.parametrize("sampler, eta, samples", [("ddpm", 0.0, 2), ("ddim", 0.0, 1), ("ddim", 0.5, 2)])
+@pytest.mark.parametrize(
+    "sampler, eta, samples", [("ddpm", 0.0, 2), ("ddim", 0.0, 1), ("ddim", 0.5, 2)]
+)
 def test_mixed_variant_on_each_sampler(random_model, sampler, eta, samples):
     """All four ops on several kinds at once, t and step windows, 2 or 4 images."""
     ex, base = executor(random_model, sampler, eta, samples, (MIXED,))
@@ -132,15 +143,17 @@ def test_dce_removes_what_only_fed_a_reused_or_zeroed_value(ddpm):
     assert per_step[1] == {Rule("dec[3]", "cache", phase="reuse")}
     assert modules(compute) == full  # a compute step runs everything and keeps dec[3]
     # a reuse step: dec[3] and all that only fed it (enc[4..7], mid, dec[0..3]) are gone
-    assert full - modules(reuse) == blocks("enc[4]", "enc[5]", "enc[6]", "enc[7]", "mid",
-                                           "dec[0]", "dec[1]", "dec[2]", "dec[3]")
+    assert full - modules(reuse) == blocks(
+        "enc[4]", "enc[5]", "enc[6]", "enc[7]", "mid", "dec[0]", "dec[1]", "dec[2]", "dec[3]"
+    )
     assert reuse.count_modules() == compute.count_modules() - 9
 
     zero = ex.programs.get(frozenset({Rule("dec[5]", "zero")}), "accelerate")
     # zeroing dec[5] kills the whole path under it: enc[2..7] (enc[2] and enc[3] feed only that
     # path and its skips), mid and dec[0..5]; enc[0..1] still feed dec[6..7] through skips
-    assert full - modules(zero) == blocks(*(f"enc[{i}]" for i in range(2, 8)), "mid",
-                                          *(f"dec[{i}]" for i in range(6)))
+    assert full - modules(zero) == blocks(
+        *(f"enc[{i}]" for i in range(2, 8)), "mid", *(f"dec[{i}]" for i in range(6))
+    )
     # zeroing a skip removes nothing: enc[4]'s output also feeds enc[5]
     assert modules(ex.programs.get(frozenset({Rule("skip[4]", "zero")}), "accelerate")) == full
     # measure mode keeps every node: masks decide per batch element

@@ -72,14 +72,20 @@ def test_inspect_an_unknown_model_exits_2(capsys):
 
 def test_sample_writes_a_png(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert cli.main(["sample", "tiny", "--prompts", "3,7", "--n", "1", "--steps", "5", "-o", str(out)]) == 0
+    assert (
+        cli.main(["sample", "tiny", "--prompts", "3,7", "--n", "1", "--steps", "5", "-o", str(out)])
+        == 0
+    )
     assert out.read_bytes()[:8] == PNG
     assert "2 images" in capsys.readouterr().out
 
 
 def test_sample_refuses_prompts_the_model_lacks(tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert cli.main(["sample", "tiny", "--prompts", "cat", "--n", "1", "--steps", "2", "-o", str(out)]) == 2
+    assert (
+        cli.main(["sample", "tiny", "--prompts", "cat", "--n", "1", "--steps", "2", "-o", str(out)])
+        == 2
+    )
     assert not out.exists()
     assert "digits" in capsys.readouterr().err
 
@@ -103,13 +109,20 @@ def test_run_without_out_uses_runs_study_name(tmp_path, capsys, monkeypatch):
     from ablang.run import RunOptions, default_out
 
     seen: list[RunOptions] = []
-    monkeypatch.setattr("ablang.commands.run.run_plan", lambda plan, options, console: seen.append(options))
+    monkeypatch.setattr(
+        "ablang.commands.run.run_plan", lambda plan, options, console: seen.append(options)
+    )
     study = tmp_path / "my study.abl"
     shutil.copyfile(SMALL, study)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", str(study), "--mode", "accelerate", "--batch", "3", "--no-emit"]) == 0
     (options,) = seen
-    assert options.out is None and options.mode == "accelerate" and options.batch == 3 and not options.emit
+    assert (
+        options.out is None
+        and options.mode == "accelerate"
+        and options.batch == 3
+        and not options.emit
+    )
     from ablang.commands.check import check_file
 
     assert default_out(check_file(study).plan) == Path("runs") / "my_study"

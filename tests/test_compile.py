@@ -46,13 +46,23 @@ def test_empty_rule_set_changes_nothing(random_model, mode):
 
 
 def test_trace_equals_eager(random_model):
-    torch.testing.assert_close(random_model.traced.gm(X, T, Y), random_model.unet(X, T, Y), rtol=0, atol=0)
-    torch.testing.assert_close(eager(random_model.unet, X, T, Y), random_model.unet(X, T, Y), rtol=0, atol=0)
+    torch.testing.assert_close(
+        random_model.traced.gm(X, T, Y), random_model.unet(X, T, Y), rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        eager(random_model.unet, X, T, Y), random_model.unet(X, T, Y), rtol=0, atol=0
+    )
 
 
 def test_drop_skip_is_a_zeroed_skip(random_model):
     out, _ = run(random_model, [Rule("skip[3]", "drop")], "accelerate")
-    expected = eager(random_model.unet, X, T, Y, lambda k, i, h: torch.zeros_like(h) if (k, i) == ("skip", 3) else h)
+    expected = eager(
+        random_model.unet,
+        X,
+        T,
+        Y,
+        lambda k, i, h: torch.zeros_like(h) if (k, i) == ("skip", 3) else h,
+    )
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
@@ -82,7 +92,9 @@ def test_drop_of_a_resampling_block_keeps_its_shortcut_path(random_model):
     ],
 )
 def test_zero_and_scale_match_their_meaning(random_model, rule, kind, index, fn):
-    expected = eager(random_model.unet, X, T, Y, lambda k, i, h: fn(h) if (k, i) == (kind, index) else h)
+    expected = eager(
+        random_model.unet, X, T, Y, lambda k, i, h: fn(h) if (k, i) == (kind, index) else h
+    )
     for mode in ("measure", "accelerate"):
         out, _ = run(random_model, [rule], mode)
         torch.testing.assert_close(out, expected, rtol=0, atol=0)
@@ -111,8 +123,12 @@ def test_cache_reuse_returns_the_computed_value(random_model, component):
         out2, _ = run(random_model, [Rule(component, "cache", phase="reuse")], mode, cache=kept)
         torch.testing.assert_close(out1, out2, rtol=0, atol=0)
         # a stale value really is used: a different cached value changes the output
-        out3, _ = run(random_model, [Rule(component, "cache", phase="reuse")], mode,
-                      cache={component: kept[component] * 0.0})
+        out3, _ = run(
+            random_model,
+            [Rule(component, "cache", phase="reuse")],
+            mode,
+            cache={component: kept[component] * 0.0},
+        )
         assert (out3 - out1).abs().max() > 1e-4
 
 
@@ -127,7 +143,9 @@ def test_dead_code_elimination_removes_modules(random_model):
     measure = cache.get(frozenset({Rule("dec[3]", "cache", phase="reuse")}), "measure")
     assert measure.count_modules() == full  # measure mode keeps everything
     names = {n.target for n in reuse.gm.graph.nodes if n.op == "call_module"}
-    assert "middle_block" not in names and "input_blocks.4" not in names and "input_blocks.3" in names
+    assert (
+        "middle_block" not in names and "input_blocks.4" not in names and "input_blocks.3" in names
+    )
 
 
 def test_programs_are_built_once_per_rule_set(random_model):
@@ -170,6 +188,8 @@ def test_inclusive_window_includes_its_end():
     steps = steps_of(Diffusion(DiffusionSpec(), 10))
     t_last = steps[1].t  # 888
     half = schedule(variant("a", Intervention("zero", "mid", t_window(0, t_last))), steps)
-    closed = schedule(variant("b", Intervention("zero", "mid", t_window(0, t_last, inclusive=True))), steps)
+    closed = schedule(
+        variant("b", Intervention("zero", "mid", t_window(0, t_last, inclusive=True))), steps
+    )
     assert not half.per_step[1] and closed.per_step[1]
     assert half.first_active == 2 and closed.first_active == 1

@@ -16,7 +16,9 @@ try:  # the reference implementation (a dev dependency: guided-diffusion-sdk)
 except ImportError:  # pragma: no cover
     gd = None
 
-needs_reference = pytest.mark.skipif(gd is None, reason="needs guided-diffusion-sdk as the reference")
+needs_reference = pytest.mark.skipif(
+    gd is None, reason="needs guided-diffusion-sdk as the reference"
+)
 
 SHAPE = (2, 1, 8, 8)
 
@@ -151,7 +153,9 @@ def test_ddim_eta_zero_is_deterministic_and_eta_adds_noise():
     d = Diffusion(DiffusionSpec(), 10)
     x, eps = tensors(5)
     n1, n2 = torch.zeros(SHAPE), torch.ones(SHAPE)
-    torch.testing.assert_close(d.ddim_step(x, 5, eps, n1, 0.0), d.ddim_step(x, 5, eps, n2, 0.0), rtol=0, atol=0)
+    torch.testing.assert_close(
+        d.ddim_step(x, 5, eps, n1, 0.0), d.ddim_step(x, 5, eps, n2, 0.0), rtol=0, atol=0
+    )
     assert not torch.allclose(d.ddim_step(x, 5, eps, n1, 0.5), d.ddim_step(x, 5, eps, n2, 0.5))
 
 
@@ -217,9 +221,13 @@ def test_guidance_keeps_the_conditional_variance_channels():
 
     x, _ = tensors(10)
     t = torch.tensor([1, 1])
-    out = guided(model, 2.0, channels=1)(x, t, {"y": torch.tensor([3, 7])}, {"y": torch.tensor([10, 10])})
+    out = guided(model, 2.0, channels=1)(
+        x, t, {"y": torch.tensor([3, 7])}, {"y": torch.tensor([10, 10])}
+    )
     assert out.shape == (2, 2, 8, 8)
-    torch.testing.assert_close(out[:, 1:], torch.tensor([3.0, 7.0])[:, None, None, None].expand(2, 1, 8, 8))
+    torch.testing.assert_close(
+        out[:, 1:], torch.tensor([3.0, 7.0])[:, None, None, None].expand(2, 1, 8, 8)
+    )
 
 
 # --------------------------------------------------------------------------- noise

@@ -65,7 +65,9 @@ def test_prefix_sharing_equals_a_full_run(random_model, v, mode):
     assert shared.start_step == start
     full = full_run(ex, v, mode)
     torch.testing.assert_close(shared.images, full, rtol=0, atol=1e-6)
-    assert not torch.allclose(shared.images, base.xs[-1], atol=1e-4)  # the variant did change something
+    assert not torch.allclose(
+        shared.images, base.xs[-1], atol=1e-4
+    )  # the variant did change something
 
 
 def test_prefix_sharing_with_ddim_noise(random_model):
@@ -79,7 +81,11 @@ def test_prefix_sharing_with_ddim_noise(random_model):
 def test_a_variant_starts_where_its_first_rule_does(random_model):
     ex = executor(random_model, plan(LATE_DROP, EARLY_ZERO, ALWAYS))
     base = ex.baseline()
-    starts = {s.variant: s.start_step for v in (LATE_DROP, EARLY_ZERO, ALWAYS) for s in ex.run_batch([v], base, "measure")}
+    starts = {
+        s.variant: s.start_step
+        for v in (LATE_DROP, EARLY_ZERO, ALWAYS)
+        for s in ex.run_batch([v], base, "measure")
+    }
     assert starts == {"late_drop": 5, "early_zero": 0, "always": 0}
     # a variant active only at its last step shares everything before it
     last = variant("last", Intervention("drop", "skip[1]", Window("step", 9, 10)))
@@ -181,7 +187,9 @@ def test_batches_group_by_start_step():
     names = [[v.name for v in g] for g in groups]
     # early_zero and always start at step 0; late_cache (t < 700) at step 3; the others at 5
     assert names == [["early_zero", "always"], ["late_cache"], ["late_drop", "late_scale"]]
-    assert [[v.name for v in g] for g in batches(vs, steps, max_chunks=1)] == [[n] for g in names for n in g]
+    assert [[v.name for v in g] for g in batches(vs, steps, max_chunks=1)] == [
+        [n] for g in names for n in g
+    ]
 
 
 # --------------------------------------------------------------------------- guidance

@@ -36,7 +36,11 @@ def test_append_and_resume_round_trip(tmp_path):
     for s in written:
         got = back.done[s.variant]
         torch.testing.assert_close(got.images, s.images, rtol=0, atol=0)
-        assert (got.start_step, got.seconds, got.evaluations) == (s.start_step, s.seconds, s.evaluations)
+        assert (got.start_step, got.seconds, got.evaluations) == (
+            s.start_step,
+            s.seconds,
+            s.evaluations,
+        )
     base = back.baseline()
     assert base is not None and base.seconds == 1.5 and base.step_seconds == [0.5, 0.5, 0.5]
     assert len(base.xs) == 4
@@ -120,7 +124,9 @@ def test_recomputing_a_missing_variant_keeps_the_others(tmp_path):
     final = Journal(tmp_path, FP, resume=True)
     assert sorted(final.done) == ["a", "b", "c"]
     for k, name in enumerate(["a", "b", "c"]):
-        torch.testing.assert_close(final.done[name].images, samples(name, k + 1).images, rtol=0, atol=0)
+        torch.testing.assert_close(
+            final.done[name].images, samples(name, k + 1).images, rtol=0, atol=0
+        )
 
 
 def test_no_temporary_files_are_left(tmp_path):

@@ -26,8 +26,13 @@ def model():
 
 
 def sample(model, prompts, *, steps, samples=1, seed=0, guidance=3.0, kind="ddpm"):
-    plan = Plan(model=ModelSpec("tiny"), sampler=SamplerSpec(kind, steps, 0.0, guidance),
-                seed=seed, samples=samples, prompts=tuple(prompts))
+    plan = Plan(
+        model=ModelSpec("tiny"),
+        sampler=SamplerSpec(kind, steps, 0.0, guidance),
+        seed=seed,
+        samples=samples,
+        prompts=tuple(prompts),
+    )
     diffusion = Diffusion(model.diffusion, steps)
     setup = make_setup(plan, model, diffusion)
     ex = Executor(model, diffusion, setup, CPU)

@@ -198,7 +198,9 @@ def test_table_has_a_row_per_variant_baseline_first():
     assert headers[4:] == ["mse", "psnr", "ssim", "fid"]
     cells = [str(c) for c in table.columns[0].cells]
     assert cells[0] == "baseline"
-    assert cells[2] == "fast: drop skip[3] for t in [600, 1000)\nscale mid by 0.5 for step in [0, 9]"
+    assert (
+        cells[2] == "fast: drop skip[3] for t in [600, 1000)\nscale mid by 0.5 for step in [0, 9]"
+    )
     psnr = list(table.columns[5].cells)
     assert psnr[0] == "inf" and psnr[1] == "20.0"
     assert list(table.columns[6].cells)[1] == "0.900" and list(table.columns[7].cells)[1] == "13.00"

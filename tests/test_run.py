@@ -25,8 +25,22 @@ from ablang.run import RunOptions, run_plan
 pytestmark = pytest.mark.slow
 
 STUDY = Path(__file__).parent / "fixtures" / "run" / "small.abl"
-CONTRACT = ["ablang_version", "study", "model", "sampler", "seed", "samples", "prompts", "variants",
-            "sweeps", "mode", "seeds", "versions", "searches", "run_seconds"]
+CONTRACT = [
+    "ablang_version",
+    "study",
+    "model",
+    "sampler",
+    "seed",
+    "samples",
+    "prompts",
+    "variants",
+    "sweeps",
+    "mode",
+    "seeds",
+    "versions",
+    "searches",
+    "run_seconds",
+]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,7 +51,9 @@ def plan():
 
 
 def run(out: Path, **options):
-    return run_plan(plan(), RunOptions(out=out, device="cpu", **options), Console(file=io.StringIO()))
+    return run_plan(
+        plan(), RunOptions(out=out, device="cpu", **options), Console(file=io.StringIO())
+    )
 
 
 def results(out: Path) -> dict:
@@ -78,8 +94,12 @@ def test_a_run_writes_results_heatmaps_and_grids(first):
     assert max(v["metrics"]["mse"] for v in doc["variants"]) > 0  # some variant changed the images
     cache = next(v for v in doc["variants"] if v["name"] == "late_cache")
     assert cache["cost"]["flops_ratio"] < 1.0  # reused steps skip computation
-    assert doc["sampler"] == {"kind": "ddpm", "steps": 10, "guidance": 3.0,
-                              "timesteps": [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]}
+    assert doc["sampler"] == {
+        "kind": "ddpm",
+        "steps": 10,
+        "guidance": 3.0,
+        "timesteps": [999, 888, 777, 666, 555, 444, 333, 222, 111, 0],
+    }
     assert doc["prompts"] == ["3", "7"] and doc["seeds"] == [0, 0] and doc["mode"] == "measure"
     assert doc["model"] == {"name": "tiny", "checksum": tiny.CHECKSUMS[tiny.WEIGHTS]}
     (sweep,) = doc["sweeps"]
@@ -126,7 +146,11 @@ def test_an_interrupted_run_resumes_without_recomputing(first, tmp_path, monkeyp
     monkeypatch.setattr(Executor, "run_batch", counting)
     baseline_calls = []
     original_baseline = Executor.baseline
-    monkeypatch.setattr(Executor, "baseline", lambda self, *a: baseline_calls.append(1) or original_baseline(self, *a))
+    monkeypatch.setattr(
+        Executor,
+        "baseline",
+        lambda self, *a: baseline_calls.append(1) or original_baseline(self, *a),
+    )
     assert cli.main(args + ["--resume"]) == 0
     assert not set(resumed) & set(done)  # journaled variants were not run again
     assert baseline_calls == []  # nor the baseline

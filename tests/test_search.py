@@ -65,8 +65,14 @@ def test_a_relative_bound_moves_the_baseline_by_a_share_of_its_size():
 
 @pytest.mark.parametrize(
     ("cmp", "value", "limit", "ok"),
-    [(">=", 0.9, 0.9, True), (">", 0.9, 0.9, False), ("<=", 1.0, 1.0, True), ("<", 1.0, 1.0, False),
-     (">=", math.nan, 0.0, False), ("<=", math.inf, 1.0, False)],
+    [
+        (">=", 0.9, 0.9, True),
+        (">", 0.9, 0.9, False),
+        ("<=", 1.0, 1.0, True),
+        ("<", 1.0, 1.0, False),
+        (">=", math.nan, 0.0, False),
+        ("<=", math.inf, 1.0, False),
+    ],
 )
 def test_holds(cmp, value, limit, ok):
     assert holds(cmp, value, limit) is ok
@@ -178,7 +184,9 @@ def test_the_path_only_accepts_feasible_faster_combinations(found):
     labels = {s.candidate.label() for s in found.path}
     assert not any("enc[0]" in lb and lb.startswith("drop") for lb in labels)
     assert not any("skip[2]" in lb for lb in labels)
-    assert found.candidates["not droppable"] == 2 and found.candidates["measured"] == len(found.path)
+    assert found.candidates["not droppable"] == 2 and found.candidates["measured"] == len(
+        found.path
+    )
 
 
 def test_the_best_measured_from_its_own_start_matches_a_full_run(setting, found):
@@ -208,7 +216,9 @@ def test_an_intervention_on_a_block_that_is_dead_anyway_is_redundant(setting):
     kept = s.simplify((Intervention("cache", "dec[3]", late, every=2), cache5))
     assert kept == (cache5,)
     assert s.in_order((cache5, Intervention("drop", "mid", HALVES[1]))) == (
-        Intervention("drop", "mid", HALVES[1]), cache5)  # the noisier window first
+        Intervention("drop", "mid", HALVES[1]),
+        cache5,
+    )  # the noisier window first
 
 
 def test_the_same_search_twice_gives_the_same_path_and_best(setting, found):
@@ -227,7 +237,9 @@ def test_lookahead_measures_more_but_decides_the_same(setting, found):
     for a, b in zip(ahead.path, found.path):
         if a.combined:
             for m in a.combined.metrics:
-                assert a.combined.metrics[m] == pytest.approx(b.combined.metrics[m], rel=1e-4, abs=1e-9)
+                assert a.combined.metrics[m] == pytest.approx(
+                    b.combined.metrics[m], rel=1e-4, abs=1e-9
+                )
 
 
 def test_max_trials_stops_the_greedy(setting):
@@ -274,7 +286,7 @@ def test_a_run_searches_reports_and_emits_the_best(tmp_path):
 
     study = tmp_path / "search.abl"
     study.write_text(
-        "model tiny\nsampler ddpm steps 10 guidance 3.0\nsamples 1\nprompts \"3\", \"7\"\n"
+        'model tiny\nsampler ddpm steps 10 guidance 3.0\nsamples 1\nprompts "3", "7"\n'
         "metrics ssim, fid\n"
         "search speedup where ssim >= 0.5 and fid <= +50% over drop, cache every 2 of "
         "dec[5..8] for t in 0..1000 by 500\n"
@@ -293,7 +305,11 @@ def test_a_run_searches_reports_and_emits_the_best(tmp_path):
     assert best.cost.flops_ratio == pytest.approx(1 / found.best.speedup)
     doc = json.loads((out / "results.json").read_text())
     (entry,) = doc["searches"]
-    assert entry["best"]["name"] == "search" and entry["path"] and set(entry["pareto"]) == {"ssim", "fid"}
+    assert (
+        entry["best"]["name"] == "search"
+        and entry["path"]
+        and set(entry["pareto"]) == {"ssim", "fid"}
+    )
     assert doc["variants"][-1]["name"] == "search"
     assert (out / "search_search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "grids" / "search.png").exists()

@@ -19,8 +19,16 @@ def test_tracing_does_not_touch_the_model():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     size = cfg.image_size
     example = (torch.randn(1, 3, size, size), torch.tensor([5]))
-    traced = trace_adm(model, example, label="adm", image_size=size, num_timesteps=1000,
-                       prompt_kind="none", inputs=("x", "timesteps"), concrete_args={"y": None})
+    traced = trace_adm(
+        model,
+        example,
+        label="adm",
+        image_size=size,
+        num_timesteps=1000,
+        prompt_kind="none",
+        inputs=("x", "timesteps"),
+        concrete_args={"y": None},
+    )
     assert any(n.op == "get_attr" for n in traced.gm.graph.nodes)  # a constant was captured
     assert set(vars(model)) == attrs
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

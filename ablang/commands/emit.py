@@ -21,12 +21,24 @@ from ablang.plan import Plan, Variant
 
 def add_arguments(parser) -> None:
     parser.add_argument("study", metavar="STUDY.abl")
-    parser.add_argument("variant", metavar="VARIANT", help="a variant of the study, by name (`baseline` too)")
-    parser.add_argument("-o", "--out", type=Path, default=None, metavar="OUT.py",
-                        help="where to write the sampler (default: the study's `emit sampler` path for "
-                             "the variant, else build/<study>_<variant>.py)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                        help="where the model is loaded while emitting (the sampler takes --device itself)")
+    parser.add_argument(
+        "variant", metavar="VARIANT", help="a variant of the study, by name (`baseline` too)"
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="OUT.py",
+        help="where to write the sampler (default: the study's `emit sampler` path for "
+        "the variant, else build/<study>_<variant>.py)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the model is loaded while emitting (the sampler takes --device itself)",
+    )
 
 
 def default_path(plan: Plan, variant: str) -> Path:
@@ -50,7 +62,7 @@ def find_variant(plan: Plan, name: str) -> Variant:
             f"`{name}` is a search: its variant is only known after the search has run",
             code="unknown-variant",
             hint=f"run the study (`ablang run {plan.source}`) to find it; the study's `emit sampler` "
-                 "statements are written after the run",
+            "statements are written after the run",
         )
     shown = ", ".join(named)
     others = len(names) - len(named)
@@ -77,7 +89,9 @@ def flop_speedup(plan: Plan, variant: Variant, model, programs) -> tuple[float, 
     _, uncond = model.make_cond(list(setup.prompts[:1]), torch.device("cpu"))
     counter = FlopCounter(model, programs, setup.guidance != 1.0 and uncond is not None)
     steps = list(setup.steps)
-    return counter.trajectory(schedule(plan.baseline, steps)), counter.trajectory(schedule(variant, steps))
+    return counter.trajectory(schedule(plan.baseline, steps)), counter.trajectory(
+        schedule(variant, steps)
+    )
 
 
 def run(args) -> int:
@@ -86,8 +100,10 @@ def run(args) -> int:
         print(render_errors(list(checked.errors), checked.text, args.study), file=sys.stderr)
         return 2
     if checked.unavailable:
-        print(f"{args.study}: error: cannot emit: the model is not available: {checked.unavailable}",
-              file=sys.stderr)
+        print(
+            f"{args.study}: error: cannot emit: the model is not available: {checked.unavailable}",
+            file=sys.stderr,
+        )
         return 2
     plan = checked.plan
     try:
@@ -110,7 +126,11 @@ def run(args) -> int:
     except AblangError as e:
         print(render_error(e, None, args.study), file=sys.stderr)
         return 2
-    print(f"wrote {path}: the sampler for `{variant.name}` ({plan.sampler.kind} {plan.sampler.steps} steps)")
-    print(f"FLOP-bound speedup {base / flops:.2f}x: {flops / 1e9:.3f} Unet GFLOPs per image over the "
-          f"trajectory (baseline {base / 1e9:.3f})")
+    print(
+        f"wrote {path}: the sampler for `{variant.name}` ({plan.sampler.kind} {plan.sampler.steps} steps)"
+    )
+    print(
+        f"FLOP-bound speedup {base / flops:.2f}x: {flops / 1e9:.3f} Unet GFLOPs per image over the "
+        f"trajectory (baseline {base / 1e9:.3f})"
+    )
     return 0

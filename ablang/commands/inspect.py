@@ -23,7 +23,9 @@ from ablang.resolve import model_spec
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...')
+    parser.add_argument(
+        "model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...'
+    )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
 
 
@@ -34,8 +36,11 @@ def parse_model(words: list[str]) -> ModelSpec:
     study = parse(line, "<command line>")
     spec = model_spec(study)
     if spec is None:
-        raise AblangError(f"not a model: {' '.join(map(shlex.quote, words))}", code="model",
-                          hint='write it as in a study: tiny, glide "base.pt", diffusers "DIR"')
+        raise AblangError(
+            f"not a model: {' '.join(map(shlex.quote, words))}",
+            code="model",
+            hint='write it as in a study: tiny, glide "base.pt", diffusers "DIR"',
+        )
     return spec
 
 
@@ -50,14 +55,33 @@ def table_json(table: ComponentTable) -> dict:
 
 def rich_table(table: ComponentTable) -> Table:
     t = Table(title=f"components of {table.model} (T = {table.num_timesteps})")
-    for col, just in (("name", "left"), ("level", "right"), ("resolution", "right"), ("channels", "right"),
-                      ("params", "right"), ("FLOPs", "right"), ("module", "left"), ("note", "left")):
+    for col, just in (
+        ("name", "left"),
+        ("level", "right"),
+        ("resolution", "right"),
+        ("channels", "right"),
+        ("params", "right"),
+        ("FLOPs", "right"),
+        ("module", "left"),
+        ("note", "left"),
+    ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for c in table.components:
-        note = f"into {c.feeds}" if c.feeds else ("" if c.droppable else "no drop: " + c.drop_note.split(" (")[0])
-        t.add_row(c.name, str(c.level), f"{c.resolution}x{c.resolution}", str(c.channels),
-                  f"{c.params:,}" if c.params else "", f"{100 * c.flops_share:.1f}%" if c.kind != "skip" else "",
-                  c.module, note)
+        note = (
+            f"into {c.feeds}"
+            if c.feeds
+            else ("" if c.droppable else "no drop: " + c.drop_note.split(" (")[0])
+        )
+        t.add_row(
+            c.name,
+            str(c.level),
+            f"{c.resolution}x{c.resolution}",
+            str(c.channels),
+            f"{c.params:,}" if c.params else "",
+            f"{100 * c.flops_share:.1f}%" if c.kind != "skip" else "",
+            c.module,
+            note,
+        )
     return t
 
 
@@ -69,7 +93,10 @@ def run(args) -> int:
         print(render_errors(as_list(e)), file=sys.stderr)
         return 2
     except AblangError as e:
-        print(f"ablang inspect: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        print(
+            f"ablang inspect: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+            file=sys.stderr,
+        )
         return 2
     if args.json:
         print(json.dumps(table_json(table), indent=2))

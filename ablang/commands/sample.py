@@ -18,8 +18,12 @@ from ablang.run import pick_device
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...')
-    parser.add_argument("--prompts", default=None, help="comma-separated (tiny: digits); default: the model's")
+    parser.add_argument(
+        "model", nargs="+", metavar="MODEL", help='as in a study: tiny, glide "base.pt", ...'
+    )
+    parser.add_argument(
+        "--prompts", default=None, help="comma-separated (tiny: digits); default: the model's"
+    )
     parser.add_argument("--n", type=int, default=4, help="images per prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
@@ -35,18 +39,31 @@ def run(args) -> int:
     try:
         spec = parse_model(args.model)
         prompts = tuple(p.strip() for p in args.prompts.split(",")) if args.prompts else ()
-        plan = Plan(model=spec, sampler=SamplerSpec(args.sampler, args.steps, 0.0, args.guidance),
-                    seed=args.seed, samples=args.n, prompts=prompts)
+        plan = Plan(
+            model=spec,
+            sampler=SamplerSpec(args.sampler, args.steps, 0.0, args.guidance),
+            seed=args.seed,
+            samples=args.n,
+            prompts=prompts,
+        )
         device = pick_device(args.device)
         model = load_adapter(spec).load(device)
         diffusion = Diffusion(model.diffusion, args.steps)
         setup = make_setup(plan, model, diffusion)
         executor = Executor(model, diffusion, setup, device)
     except AblangError as e:
-        print(f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        print(
+            f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),
+            file=sys.stderr,
+        )
         return 2
-    with Progress(TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("sampling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task("sampling", total=len(setup.steps))
         traj = executor.baseline(lambda: progress.advance(task))
     nrow = args.n

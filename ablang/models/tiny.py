@@ -44,7 +44,9 @@ def sha256(path: Path) -> str:
 def _verified(name: str) -> Path:
     path = data_path(name)
     if not path.exists():
-        raise ModelUnavailable(f"the built-in model's file {name} is missing from the package ({path})")
+        raise ModelUnavailable(
+            f"the built-in model's file {name} is missing from the package ({path})"
+        )
     digest = sha256(path)
     if CHECKSUMS[name] and digest != CHECKSUMS[name]:
         raise ModelUnavailable(
@@ -72,7 +74,9 @@ def load_classifier() -> DigitClassifier:
 @lru_cache(maxsize=1)
 def reference_features() -> torch.Tensor:
     """Classifier features of the 5,000 real digits: the fid/kid reference, ``[5000 x 128]``."""
-    return torch.load(_verified(REFERENCE), map_location="cpu", weights_only=True)["features"].float()
+    return torch.load(_verified(REFERENCE), map_location="cpu", weights_only=True)[
+        "features"
+    ].float()
 
 
 def labels(prompts: list[str]) -> torch.Tensor:
@@ -85,13 +89,17 @@ def labels(prompts: list[str]) -> torch.Tensor:
 @torch.no_grad()
 def features(images: torch.Tensor) -> torch.Tensor:
     clf = load_classifier()
-    return torch.cat([clf.features(images[i : i + 512].float().cpu()) for i in range(0, len(images), 512)])
+    return torch.cat(
+        [clf.features(images[i : i + 512].float().cpu()) for i in range(0, len(images), 512)]
+    )
 
 
 @torch.no_grad()
 def accuracy(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
     clf = load_classifier()
-    pred = torch.cat([clf(images[i : i + 512].float().cpu()).argmax(1) for i in range(0, len(images), 512)])
+    pred = torch.cat(
+        [clf(images[i : i + 512].float().cpu()).argmax(1) for i in range(0, len(images), 512)]
+    )
     return pred == labels(prompts)
 
 

@@ -49,7 +49,9 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 1000
     """Sinusoidal embedding, ``[N] -> [N x dim]``, as in guided-diffusion."""
     half = dim // 2
     freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+        -math.log(max_period)
+        * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+        / half
     )
     args = timesteps[:, None].float() * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
@@ -112,7 +114,9 @@ class ResBlock(TimestepBlock):
         super().__init__()
         self.out_channels = out_channels or channels
         self.in_layers = nn.Sequential(
-            normalization(channels), nn.SiLU(inplace=True), nn.Conv2d(channels, self.out_channels, 3, padding=1)
+            normalization(channels),
+            nn.SiLU(inplace=True),
+            nn.Conv2d(channels, self.out_channels, 3, padding=1),
         )
         self.updown = up or down
         if up:
@@ -165,7 +169,9 @@ class AttentionBlock(nn.Module):
         flat = x.reshape(b, c, hh * ww)
         qkv = self.qkv(self.norm(flat))  # (N, 3C, L)
         q, k, v = qkv.reshape(b, 3, self.num_heads, c // self.num_heads, hh * ww).unbind(1)
-        a = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        a = F.scaled_dot_product_attention(
+            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        )
         h = a.transpose(-1, -2).reshape(b, c, hh * ww)  # (N, C, L)
         return (flat + self.proj_out(h)).reshape(b, c, hh, ww)
 
@@ -178,7 +184,9 @@ class TinyUnet(nn.Module):
         self.config = cfg = config
         self.model_channels = ch = cfg.model_channels
         emb_dim = ch * 4
-        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(inplace=True), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(
+            nn.Linear(ch, emb_dim), nn.SiLU(inplace=True), nn.Linear(emb_dim, emb_dim)
+        )
         self.num_classes = cfg.num_classes
         self.label_emb = nn.Embedding(cfg.num_classes + 1, emb_dim)
 
@@ -188,14 +196,18 @@ class TinyUnet(nn.Module):
         chans, ds = [ch], 1
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
-                layers: list[nn.Module] = [ResBlock(ch, emb_dim, cfg.dropout, mult * cfg.model_channels)]
+                layers: list[nn.Module] = [
+                    ResBlock(ch, emb_dim, cfg.dropout, mult * cfg.model_channels)
+                ]
                 ch = mult * cfg.model_channels
                 if ds in cfg.attention_resolutions:
                     layers.append(AttentionBlock(ch, cfg.num_head_channels))
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
                 chans.append(ch)
             if level != len(cfg.channel_mult) - 1:
-                self.input_blocks.append(TimestepEmbedSequential(ResBlock(ch, emb_dim, cfg.dropout, down=True)))
+                self.input_blocks.append(
+                    TimestepEmbedSequential(ResBlock(ch, emb_dim, cfg.dropout, down=True))
+                )
                 chans.append(ch)
                 ds *= 2
 
@@ -219,7 +231,9 @@ class TinyUnet(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(
-            normalization(ch), nn.SiLU(inplace=True), zero_module(nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
+            normalization(ch),
+            nn.SiLU(inplace=True),
+            zero_module(nn.Conv2d(ch, cfg.out_channels, 3, padding=1)),
         )
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
