@@ -80,3 +80,81 @@ def test_checkpoint_round_trip(tmp_path: Path):
     assert back.config == model.config and not back.training
     for name, p in model.state_dict().items():
         torch.testing.assert_close(back.state_dict()[name], p.half().float(), rtol=0, atol=0)
+
+
+def _tiny_run(out: Path, **kw):
+    from ablang.train import TrainConfig
+
+    base = {
+        "batch_size": 4,
+        "max_steps": 6,
+        "warmup": 2,
+        "checkpoint_every": 1,
+        "snapshot_every": 3,
+    }
+    return TrainConfig(out=str(out), **{**base, **kw})
+
+
+def test_a_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_one(batch, tmp_path):
+    from ablang.train import train_unet
+
+    x0, y = batch
+    whole = train_unet(_tiny_run(tmp_path / "whole"), x0, y, log=lambda m: None)
+    cfg = _tiny_run(tmp_path / "parts")
+    train_unet(cfg, x0, y, log=lambda m: None, stop_after=2)
+    assert torch.load(tmp_path / "parts" / "state.pt", weights_only=False)["step"] == 2
+    train_unet(cfg, x0, y, log=lambda m: None, stop_after=1)
+    resumed = train_unet(cfg, x0, y, log=lambda m: None)
+    assert torch.load(tmp_path / "parts" / "tiny_ema.pt", weights_only=True)["step"] == 6
+    assert (tmp_path / "parts" / "tiny_ema_3.pt").exists()
+    for name, p in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], p, rtol=0, atol=0)
+    # and the run really trained: the EMA moved away from where it started
+    start = train_unet(_tiny_run(tmp_path / "none", max_seconds=0.0), x0, y, log=lambda m: None)
+    assert any((start.state_dict()[k] - v).abs().max() > 0 for k, v in whole.state_dict().items())
+
+
+def test_training_can_start_from_shipped_weights(batch, tmp_path):
+    from ablang.train import train_unet
+
+    x0, y = batch
+    ema = train_unet(
+        _tiny_run(tmp_path, init=str(tiny.data_path(tiny.WEIGHTS)), max_steps=0),
+        x0,
+        y,
+        log=lambda m: None,
+    )
+    shipped = tiny.load_unet()
+    for name, p in shipped.state_dict().items():
+        torch.testing.assert_close(ema.state_dict()[name], p, rtol=0, atol=0)
+
+
+def test_the_schedules_warm_up_and_decay():
+    from ablang.train import TrainConfig, ema_decay, learning_rate
+
+    cfg = TrainConfig(lr=1e-3, warmup=10, max_steps=110, ema=0.999)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 10) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 60) == pytest.approx(5e-4)
+    assert learning_rate(cfg, 110) == pytest.approx(0.0, abs=1e-12)
+    assert ema_decay(cfg, 0) == pytest.approx(0.1)  # the start weights wash out
+    assert ema_decay(cfg, 100_000) == 0.999
+
+
+def test_the_dc_term_adds_the_weighted_error_of_each_images_mean_noise(batch):
+    x0, y = batch
+    torch.manual_seed(0)
+    model = TinyUnet(TinyUnetConfig()).eval()
+    with torch.no_grad():  # an output that is not zero, so its mean has an error
+        model.out[-1].weight.normal_(0, 0.05)
+    diffusion = Diffusion(DiffusionSpec())
+    plain = diffusion_loss(model, x0, y, torch.Generator().manual_seed(5), diffusion, 0.0)
+    weighted = diffusion_loss(model, x0, y, torch.Generator().manual_seed(5), diffusion, 0.0, 64.0)
+    g = torch.Generator().manual_seed(5)  # the same draws as diffusion_loss makes
+    t = torch.randint(0, len(diffusion), (8,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        out = model(diffusion.q_sample(x0, t, noise), t, y)
+    dc = F.mse_loss(out.mean((2, 3)), noise.mean((2, 3)))
+    assert dc > 0
+    torch.testing.assert_close(weighted - plain, 64.0 * dc, rtol=1e-4, atol=1e-7)

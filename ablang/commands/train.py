@@ -1,6 +1,7 @@
 """``ablang train tiny``: train the built-in model and its digit classifier from scratch.
 
-Seeded and reproducible; checkpoints land in ``--out`` along the way. To ship the result, copy
+Seeded and reproducible; checkpoints land in ``--out`` along the way, and running the same
+command again resumes from the last one. To ship the result, copy
 ``tiny_ema.pt``, ``digit_classifier.pt`` and ``digits_ref_features.pt`` into
 ``ablang/models/data/`` and update the checksums in ``ablang/models/tiny.py``.
 """
@@ -24,6 +25,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--max-steps", type=int, default=d.max_steps)
     parser.add_argument("--max-minutes", type=float, default=d.max_seconds / 60)
+    parser.add_argument(
+        "--init", default=d.init, help="a tiny_ema.pt to start from (v2 starts from v1)"
+    )
+    parser.add_argument("--dc-weight", type=float, default=d.dc_weight)
+    parser.add_argument("--warmup", type=int, default=d.warmup)
+    parser.add_argument("--ema", type=float, default=d.ema)
+    parser.add_argument("--threads", type=int, default=d.threads)
     parser.add_argument("--classifier-epochs", type=int, default=d.classifier_epochs)
 
 
@@ -38,6 +46,11 @@ def run(args) -> int:
         max_steps=args.max_steps,
         max_seconds=args.max_minutes * 60,
         classifier_epochs=args.classifier_epochs,
+        init=args.init,
+        threads=args.threads,
+        dc_weight=args.dc_weight,
+        warmup=args.warmup,
+        ema=args.ema,
     )
     main(cfg, args.what)
     return 0

@@ -27,7 +27,7 @@ CLASSIFIER = "digit_classifier.pt"
 REFERENCE = "digits_ref_features.pt"
 # sha256 of the shipped files; a mismatch means a damaged or foreign file.
 CHECKSUMS = {
-    WEIGHTS: "e43775b8ff10a257c192b62219193cb8b1552962e9245649da42a5ab76836141",
+    WEIGHTS: "f0df4a20cb4db438a7bd111411eca3a36d99d181837fb8620870facbc5740c95",
     CLASSIFIER: "e59a0a051f07e876ac7d4259078248287a601ce91e86ac0a01d127abb19ee43a",
     REFERENCE: "f3a36b412e8b6ac7cfdccd65314f240d73211005fddb8c293303ca2171d0cbae",
 }
