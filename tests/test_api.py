@@ -105,12 +105,13 @@ def test_the_images_are_the_ones_the_metrics_were_measured_on(runs):
 def test_the_table_has_a_row_per_variant_and_every_number(runs):
     results, _ = runs
     df = results.table()
-    metrics = ["mse", "psnr", "ssim", "accuracy"]
+    # a study with a sweep also measures the two bands, for its phase summary
+    metrics = ["mse", "psnr", "ssim", "accuracy", "composition", "detail"]
     assert list(df.columns) == [
         "name", "origin", "interventions", "components", "windows", *metrics,
         "unet_flops", "flops_ratio", "seconds", "speedup",
     ]  # fmt: skip
-    assert df.shape == (7, 13)
+    assert df.shape == (7, 15)
     assert list(df["name"]) == ablang.load(STUDY).variants
     assert list(df["origin"]) == ["baseline", "bare", "variant"] + ["sweep"] * 4
     base = df.iloc[0]

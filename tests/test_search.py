@@ -314,6 +314,6 @@ def test_a_run_searches_reports_and_emits_the_best(tmp_path):
     assert (out / "search_search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "grids" / "search.png").exists()
     text = sampler.read_text()
-    assert "variant: search" in text
+    assert 'VARIANT = "search"' in text
     for iv in found.best.interventions:
         assert iv.label() in text
