@@ -77,7 +77,9 @@ def test_a_run_is_logged_with_its_settings_and_files(logged):
     params = parent.data.params
     assert params["model"] == "tiny" and params["sampler"] == "ddim" and params["steps"] == "5"
     assert params["seed"] == "1" and params["prompts"] == "3, 7" and params["mode"] == "measure"
-    assert params["metrics"] == "mse, psnr, ssim, accuracy" and params["sweeps"] == "sweep1"
+    # what was measured: a study with a sweep also measures the two bands (its phase summary)
+    measured = "mse, psnr, ssim, accuracy, composition, detail"
+    assert params["metrics"] == measured and params["sweeps"] == "sweep1"
     assert params["study.sha256"] == results.doc["study"]["sha256"]
     assert "searches" not in params  # empty settings are left out
     assert parent.data.metrics["run_seconds"] == pytest.approx(results.doc["run_seconds"])

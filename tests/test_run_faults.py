@@ -28,7 +28,6 @@ import pytest
 import torch
 from rich.console import Console
 
-import ablang.run
 from ablang import fsio
 from ablang.commands.check import check_file
 from ablang.journal import Journal
@@ -53,14 +52,12 @@ def plan():
 @pytest.fixture(scope="module")
 def shared_model(tmp_path_factory):
     """Load (and trace) the model once for every run of this module: ablang never modifies it."""
-    from ablang.models.registry import load_adapter
+    import ablang.session
+    from ablang.models.registry import load_model
 
-    adapter = load_adapter(plan().model)
-    model = adapter.load(torch.device("cpu"))
+    model = load_model(plan().model, torch.device("cpu"))
     mp = pytest.MonkeyPatch()
-    mp.setattr(
-        ablang.run, "load_adapter", lambda spec: type("A", (), {"load": lambda self, d: model})()
-    )
+    mp.setattr(ablang.session, "load_model", lambda spec, device: model)
     yield model
     mp.undo()
 
