@@ -50,6 +50,7 @@ def _code_lines(study: ast.Study) -> list[_Line]:
         if isinstance(stmt, ast.VariantBlock):
             out.append(_Line(0, stmt.code(), stmt.span.line, "open"))
             out += [_Line(1, iv.code(), iv.span.line) for iv in stmt.body]
+            assert stmt.span.end_line is not None  # the parser gives every block its end
             out.append(_Line(0, "}", stmt.span.end_line, "close"))
         else:
             out.append(_Line(0, stmt.code(), stmt.span.line))
@@ -80,7 +81,7 @@ def _block_ranges(lines: list[_Line]) -> list[tuple[int, int]]:
 def _render(lines: list[_Line]) -> str:
     # Blank lines: one where the source had any, except just inside a block's braces.
     rows: list[_Line | None] = []
-    for prev, ln in zip([None] + lines, lines):
+    for prev, ln in zip([None, *lines], lines):
         if (
             prev is not None
             and ln.line - prev.line > 1
@@ -91,14 +92,17 @@ def _render(lines: list[_Line]) -> str:
         rows.append(ln)
     out: list[str] = []
     # A run of consecutive statements with trailing comments aligns them in one column.
-    for trailing, run in groupby(
+    for trailing, group in groupby(
         rows, key=lambda r: r is not None and bool(r.code) and r.comment is not None
     ):
-        run = list(run)
+        run = list(group)
         if trailing:
-            texts = [INDENT * r.depth + r.code for r in run]
+            stmts = [r for r in run if r is not None]  # all of them: the key says so
+            texts = [INDENT * r.depth + r.code for r in stmts]
             column = max(map(len, texts)) + 2
-            out += [t.ljust(column) + r.comment for t, r in zip(texts, run)]
+            out += [t.ljust(column) + (r.comment or "") for t, r in zip(texts, stmts)]
         else:
-            out += ["" if r is None else INDENT * r.depth + (r.code or r.comment) for r in run]
+            out += [
+                "" if r is None else INDENT * r.depth + (r.code or r.comment or "") for r in run
+            ]
     return "\n".join(out) + "\n" if out else ""

@@ -17,6 +17,7 @@ import re
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import Any, cast
 
 from lark import Lark, Token, Tree, UnexpectedInput
 
@@ -81,7 +82,8 @@ _lock = threading.RLock()
 
 
 def _tspan(tok: Token) -> Span:
-    return Span(tok.line, tok.column, tok.end_line, tok.end_column)
+    # Lexed tokens always carry their place; lark types it optional for hand-made tokens.
+    return Span(cast(int, tok.line), cast(int, tok.column), tok.end_line, tok.end_column)
 
 
 def _mspan(meta) -> Span:
@@ -109,6 +111,11 @@ def _name(tok: Token) -> ast.Name:
     return ast.Name(str(tok), _tspan(tok))
 
 
+def _word(tok: Token) -> Any:
+    """A keyword's text, typed for the AST field's ``Literal``: the grammar admits no other."""
+    return str(tok)
+
+
 def _opt(tok: Token | None, convert):
     return None if tok is None else convert(tok)
 
@@ -116,7 +123,7 @@ def _opt(tok: Token | None, convert):
 def _window(meta, c, inclusive: bool) -> ast.Window:
     var, lo, hi, by = c
     return ast.Window(
-        str(var), _number(lo), _number(hi), inclusive, _opt(by, _number), span=_mspan(meta)
+        _word(var), _number(lo), _number(hi), inclusive, _opt(by, _number), span=_mspan(meta)
     )
 
 
@@ -144,7 +151,7 @@ class _Build:
         return ast.SamplerStmt(_name(c[0]), tuple(c[1:]), span=_mspan(meta))
 
     def sampler_option(self, meta, c):
-        return ast.SamplerOption(str(c[0]), _number(c[1]), span=_mspan(meta))
+        return ast.SamplerOption(_word(c[0]), _number(c[1]), span=_mspan(meta))
 
     def seed(self, meta, c):
         return ast.SeedStmt(_number(c[0]), span=_mspan(meta))
@@ -165,7 +172,7 @@ class _Build:
         return ast.BandsStmt(tuple(c), span=_mspan(meta))
 
     def band_option(self, meta, c):
-        return ast.BandOption(str(c[0]), _number(c[1]), span=_mspan(meta))
+        return ast.BandOption(_word(c[0]), _number(c[1]), span=_mspan(meta))
 
     # interventions
     def drop(self, meta, c):
@@ -231,7 +238,7 @@ class _Build:
     def constraint(self, meta, c):
         metric, cmp, value, percent = c
         return ast.Constraint(
-            _name(metric), str(cmp), _number(value), percent is not None, span=_mspan(meta)
+            _name(metric), _word(cmp), _number(value), percent is not None, span=_mspan(meta)
         )
 
     def search_drop(self, meta, c):

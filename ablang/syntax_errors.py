@@ -24,8 +24,9 @@ import re
 from collections.abc import Callable
 from copy import copy
 from dataclasses import dataclass
+from typing import cast
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import PatternStr
 
 from ablang.errors import AblangError, Span, did_you_mean
@@ -270,7 +271,9 @@ def _match(e: UnexpectedInput, lark: Lark) -> str | None:
         )
         for label, examples in _examples(lark)
     ]
-    return e.match_examples(functools.partial(_raise_example, lark), table, use_accepts=False)
+    # lark only wants the exception the parse function raises, never its result.
+    parse_fn = cast(Callable[[str], Tree], functools.partial(_raise_example, lark))
+    return e.match_examples(parse_fn, table, use_accepts=False)
 
 
 def _raise_example(lark: Lark, text: str) -> None:
@@ -444,8 +447,9 @@ def _expected(e: UnexpectedInput) -> frozenset[str]:
         except UnexpectedToken:
             continue
         accepts.add(name)
-    e._ablang_accepts = frozenset(accepts)
-    return e._ablang_accepts
+    found = frozenset(accepts)
+    e._ablang_accepts = found  # type: ignore[attr-defined]  # a memo on lark's exception
+    return found
 
 
 def _found(e: UnexpectedInput, lines: list[str]) -> Found:
@@ -477,8 +481,8 @@ def syntax_error(e: UnexpectedInput, text: str, lark: Lark) -> AblangError:
     span = _span(e, f)
     ruled = _by_rules(f, lark)
     if ruled is not None:
-        label, (message, hint) = ruled
-        return AblangError(message, span, hint=hint, code=f"syntax/{label}")
+        rule, (message, hint) = ruled
+        return AblangError(message, span, hint=hint, code=f"syntax/{rule}")
     expected = _expected_words(lark, f.expected)
     is_word = f.kind not in ("NUMBER", "STRING", "CHAR", "$END", "_NL")
     close = _did_you_mean(f.token, _keywords(lark, f.expected)) if is_word else None

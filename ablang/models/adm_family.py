@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from torch import fx, nn
 
@@ -26,9 +27,10 @@ def is_block(qualname: str) -> bool:
 
 
 def block_names(model: nn.Module) -> dict[str, str]:
-    names = {f"input_blocks.{i}": f"enc[{i}]" for i in range(len(model.input_blocks))}
+    enc, dec = cast(nn.ModuleList, model.input_blocks), cast(nn.ModuleList, model.output_blocks)
+    names = {f"input_blocks.{i}": f"enc[{i}]" for i in range(len(enc))}
     names["middle_block"] = "mid"
-    names.update({f"output_blocks.{i}": f"dec[{i}]" for i in range(len(model.output_blocks))})
+    names.update({f"output_blocks.{i}": f"dec[{i}]" for i in range(len(dec))})
     return names
 
 
@@ -63,11 +65,12 @@ def block_shortcut(block: nn.Module) -> list[str] | None:
 
 def make_shortcut_builder(gm: fx.GraphModule):
     def build(graph: fx.Graph, node: fx.Node, x: fx.Node) -> fx.Node:
-        path = block_shortcut(gm.get_submodule(node.target)) or []
+        target = str(node.target)  # a block is a call_module node: its target is its path
+        path = block_shortcut(gm.get_submodule(target)) or []
         # a block without a shortcut path reaches here only when its shape is unchanged (the
         # resolver rejects the others), so dropping it leaves its input
         for rel in path:
-            x = graph.call_module(f"{node.target}.{rel}" if rel else node.target, (x,))
+            x = graph.call_module(f"{target}.{rel}" if rel else target, (x,))
         return x
 
     return build
@@ -94,8 +97,9 @@ def trace_adm(
     mark_components(gm, block_names(model))
 
     def droppable(node: fx.Node, inp: tuple, out: tuple) -> tuple[bool, str]:
-        if block_shortcut(gm.get_submodule(node.target)) is None and inp != out:
-            kinds = ", ".join(type(m).__name__ for m in gm.get_submodule(node.target).children())
+        block = gm.get_submodule(str(node.target))  # a call_module node
+        if block_shortcut(block) is None and inp != out:
+            kinds = ", ".join(type(m).__name__ for m in block.children())
             return False, f"{node.target} ({kinds}) changes the shape and has no shortcut path"
         return True, ""
 

@@ -80,7 +80,8 @@ class TimestepBlock(nn.Module):
 
 
 class TimestepEmbedSequential(nn.Sequential, TimestepBlock):
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    # Takes the embedding too, unlike nn.Sequential: the ADM family's own signature.
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         for layer in self:
             x = layer(x, emb) if isinstance(layer, TimestepBlock) else layer(x)
         return x
@@ -101,6 +102,10 @@ class ResBlock(TimestepBlock):
 
     ``skip_connection(x_upd(x))`` is the block's shortcut path: what ``drop`` leaves.
     """
+
+    h_upd: nn.Module
+    x_upd: nn.Module
+    skip_connection: nn.Module
 
     def __init__(
         self,
