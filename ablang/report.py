@@ -232,6 +232,8 @@ def metric_cell(v: VariantResult, metric: str, intervals: bool = True) -> Text:
     out = Text(format_metric(metric, v.metrics.get(metric)))
     if v.noise(metric):
         out.append(NOISE_MARK, style="bold cyan")
+    elif metric in v.within_noise or (v.origin == "baseline" and v.within_noise):
+        out.append(" ")  # keeps the digits of marked and unmarked values aligned
     interval = v.intervals.get(metric)
     if intervals and interval is not None:
         lo, hi = interval
