@@ -19,13 +19,13 @@ from ablang import html
 from ablang.api import StudyError
 from ablang.errors import AblangError, did_you_mean
 from ablang.plan import Sweep
-from ablang.report import sweep_metric
+from ablang.report import NOISE_MARK, sweep_metric
 from ablang.results import format_metric
-from ablang.run_dir import Results, RunDir
+from ablang.run_dir import Results, RunDir, VariantResult
 
 # The columns of ``RunResults.table()`` before and after the metrics.
 TABLE_HEAD = ("name", "origin", "interventions", "components", "windows")
-TABLE_COST = ("unet_flops", "flops_ratio", "seconds", "speedup")
+TABLE_COST = ("unet_flops", "flops_ratio", "seconds", "flop_speedup", "wall_speedup")
 
 
 @functools.cache
@@ -41,6 +41,18 @@ def _figure_class():
             return buf.getvalue()
 
     return InlineFigure
+
+
+def _speedups(v: VariantResult, wall: bool) -> list[str]:
+    """The FLOP-bound speedup; in accelerate mode also the time and the wall speedup."""
+
+    def x(value: float) -> str:
+        return f"{value:.2f}x" if math.isfinite(value) else "-"
+
+    out = [x(v.cost.flop_speedup)]
+    if wall:
+        out += [f"{v.cost.seconds:.2f}", x(v.cost.wall_speedup)]
+    return out
 
 
 class RunResults:
@@ -79,11 +91,17 @@ class RunResults:
         """A ``pandas.DataFrame``, one row per variant (baseline first): ``name``, ``origin``
         (baseline, bare, variant, sweep, search), ``interventions`` (their canonical text, ``; ``
         between them), ``components``, ``windows``, one column per metric (the baseline's psnr is
-        ``inf``: identical images), then ``unet_flops`` (per image over the trajectory),
-        ``flops_ratio`` (to the baseline's), ``seconds`` and ``speedup``."""
+        ``inf``: identical images), then ``<metric>_lo`` and ``<metric>_hi`` for each metric's 95%
+        bootstrap interval over images (NaN for fid and kid, which have none; see
+        docs/statistics.md), then ``unet_flops`` (per image over the trajectory), ``flops_ratio``
+        (to the baseline's), ``seconds``, ``flop_speedup`` (``1 / flops_ratio``) and
+        ``wall_speedup`` (meaningful in accelerate mode only). ``df.attrs["within_noise"]``
+        maps each variant to the metrics whose difference from the baseline is within noise."""
         import pandas as pd
 
         metrics = self.metrics
+        bounds = [f"{m}_{end}" for m in metrics for end in ("lo", "hi")]
+        noise: dict[str, list[str]] = {}
         rows = []
         for v in self.results.variants:
             ivs = v.interventions
@@ -95,14 +113,21 @@ class RunResults:
                 "windows": "; ".join(dict.fromkeys(iv.window.label() for iv in ivs)),
             }
             row.update({m: float(v.metrics.get(m, math.nan)) for m in metrics})
+            for m in metrics:
+                lo, hi = v.intervals.get(m, (math.nan, math.nan))
+                row.update({f"{m}_lo": float(lo), f"{m}_hi": float(hi)})
             row.update(
                 unet_flops=float(v.cost.unet_flops),
                 flops_ratio=float(v.cost.flops_ratio),
                 seconds=float(v.cost.seconds),
-                speedup=float(v.cost.speedup),
+                flop_speedup=float(v.cost.flop_speedup),
+                wall_speedup=float(v.cost.wall_speedup),
             )
             rows.append(row)
-        return pd.DataFrame(rows, columns=[*TABLE_HEAD, *metrics, *TABLE_COST])
+            noise[v.name] = [m for m in metrics if v.noise(m)]
+        df = pd.DataFrame(rows, columns=[*TABLE_HEAD, *metrics, *bounds, *TABLE_COST])
+        df.attrs["within_noise"] = noise
+        return df
 
     def _sweep(self, name: str | None) -> Sweep:
         sweeps = self.results.plan.sweeps
@@ -212,6 +237,7 @@ class RunResults:
 
     def _repr_html_(self) -> str:
         metrics = self.metrics
+        wall = self.results.mode == "accelerate"
         rows = []
         for v in self.results.variants:
             text = "\n".join(iv.label() for iv in v.interventions) or "-"
@@ -220,12 +246,15 @@ class RunResults:
                     v.name if v.origin in ("baseline", "variant", "search") else "",
                     text,
                     f"{v.cost.flops_ratio:.2f}" if math.isfinite(v.cost.flops_ratio) else "-",
-                    f"{v.cost.seconds:.2f}",
-                    f"{v.cost.speedup:.2f}x" if math.isfinite(v.cost.speedup) else "-",
-                    *[format_metric(m, v.metrics.get(m)) for m in metrics],
+                    *_speedups(v, wall),
+                    *[
+                        format_metric(m, v.metrics.get(m)) + (NOISE_MARK if v.noise(m) else "")
+                        for m in metrics
+                    ],
                 ]
             )
-        header = ["variant", "interventions", "FLOPs", "time (s)", "speedup", *metrics]
+        speed = ["FLOP speedup", "time (s)", "wall speedup"] if wall else ["FLOP speedup"]
+        header = ["variant", "interventions", "FLOPs", *speed, *metrics]
         extra = (
             f"; sweeps: {', '.join(self.sweeps)} (.sweep(name), .heatmap(name))"
             if self.sweeps

@@ -118,6 +118,18 @@ def band_metrics(
     return {"composition": float(low.pow(2).mean()), "detail": float(high.pow(2).mean())}
 
 
+def band_values(
+    baseline: torch.Tensor, images: torch.Tensor, cut: float | None = None
+) -> dict[str, torch.Tensor]:
+    """Per image (``[N]`` float64) the ``composition`` and ``detail`` whose means are
+    ``band_metrics``: the bootstrap's unit (``ablang.stats``)."""
+    h, w = images.shape[-2:]
+    cut = default_cut(h, w) if cut is None else cut
+    diff = _unit(images) - _unit(baseline)  # [N x C x H x W]
+    low, high = split(diff, cut)
+    return {"composition": low.pow(2).flatten(1).mean(1), "detail": high.pow(2).flatten(1).mean(1)}
+
+
 def identity_change(baseline_pred: torch.Tensor, pred: torch.Tensor) -> float:
     """Share of rows whose predicted class differs from the baseline's (``[N]`` class indices)."""
     if baseline_pred.shape != pred.shape:

@@ -4,6 +4,8 @@ A sweep ``drop skip[0..11] for t in 0..1000 by 200`` gives ``variants[i][j]`` = 
 window j; its heatmap shows one metric per cell. Colours run from green (close to the baseline:
 high ssim/psnr/accuracy, low mse/fid/kid) to red (far from it). The green end is the baseline's
 own value where it has a finite one (ssim 1, mse 0, its fid...), the red end the worst cell.
+A cell whose difference from the baseline is within noise (docs/statistics.md) is marked ``~``
+and, in the PNG, hatched.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from rich.text import Text
 from ablang.fsio import atomic_savefig, make_dirs
 from ablang.plan import Sweep, Window
 from ablang.results import HIGHER_IS_CLOSER, Results, format_metric
+
+NOISE_MARK = "~"  # a cell whose difference from the baseline is within noise
 
 # RdYlGn's ends and middle: far from the baseline -> close to it.
 _RED, _YELLOW, _GREEN = (215, 48, 39), (254, 224, 139), (26, 152, 80)
@@ -45,6 +49,18 @@ def heatmap_matrix(
             if v is not None and metric in v.metrics and v.metrics[metric] is not None:
                 values[i, j] = float(v.metrics[metric])
     return list(sweep.components), [window_label(w) for w in sweep.windows], values
+
+
+def heatmap_noise(sweep: Sweep, results: Results, metric: str) -> np.ndarray:
+    """``[len(components) x len(windows)]`` bool: whether the cell's difference from the
+    baseline is within noise (``VariantResult.noise``; docs/statistics.md)."""
+    by_name = {v.name: v for v in results.variants}
+    noise = np.zeros((len(sweep.components), len(sweep.windows)), dtype=bool)
+    for i, row in enumerate(sweep.variants):
+        for j, name in enumerate(row):
+            v = by_name.get(name)
+            noise[i, j] = v is not None and v.noise(metric)
+    return noise
 
 
 def _baseline_value(results: Results, metric: str) -> float | None:
@@ -106,6 +122,7 @@ def terminal_heatmap(sweep: Sweep, results: Results, metric: str):
     """A rich table: rows = components, columns = windows, each cell the metric on its colour,
     then a legend of what the colours mean."""
     rows, cols, values = heatmap_matrix(sweep, results, metric)
+    noise = heatmap_noise(sweep, results, metric)
     good, bad = color_range(values, metric, _baseline_value(results, metric))
     title = Text(f"{sweep_title(sweep)}, {metric} per component x window", style="bold")
     table = Table(show_lines=False, pad_edge=False)
@@ -123,7 +140,8 @@ def terminal_heatmap(sweep: Sweep, results: Results, metric: str):
                 continue
             rgb = _rgb(c)
             style = Style(color=_ink(rgb), bgcolor=f"rgb({rgb[0]},{rgb[1]},{rgb[2]})")
-            cells.append(Text(f" {format_metric(metric, float(v))} ", style=style))
+            mark = NOISE_MARK if noise[i, j] else " "
+            cells.append(Text(f" {format_metric(metric, float(v))}{mark}", style=style))
         table.add_row(comp, *cells)
     legend = Text("  ")
     legend.append("   ", style=Style(bgcolor="rgb({},{},{})".format(*_GREEN)))
@@ -134,6 +152,8 @@ def terminal_heatmap(sweep: Sweep, results: Results, metric: str):
     )
     if axis == "t":
         legend.append(f";  t = {results.plan.num_timesteps - 1} is noise, 0 the image", style="dim")
+    if noise.any():
+        legend.append(f"\n  {NOISE_MARK}: within noise of the baseline (docs/statistics.md)")
     return Group(title, table, legend)
 
 
@@ -163,8 +183,10 @@ def heatmap_figure(sweep: Sweep, results: Results, metric: str, figure_class=Non
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import LinearSegmentedColormap
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     rows, cols, values = heatmap_matrix(sweep, results, metric)
+    noise = heatmap_noise(sweep, results, metric)
     good, bad = color_range(values, metric, _baseline_value(results, metric))
     close = (
         np.vectorize(lambda v: closeness(v, good, bad, metric))(values) if values.size else values
@@ -185,10 +207,14 @@ def heatmap_figure(sweep: Sweep, results: Results, metric: str, figure_class=Non
             if math.isnan(v):
                 continue
             rgb = _rgb(close[i, j])
+            if noise[i, j]:
+                ax.add_patch(
+                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", lw=0, ec=_ink(rgb))
+                )
             ax.text(
                 j,
                 i,
-                format_metric(metric, float(v)),
+                format_metric(metric, float(v)) + (NOISE_MARK if noise[i, j] else ""),
                 ha="center",
                 va="center",
                 fontsize=8,
@@ -199,7 +225,8 @@ def heatmap_figure(sweep: Sweep, results: Results, metric: str, figure_class=Non
     ax.set_xlabel(_xlabel(sweep, results), fontsize=9)
     ax.set_ylabel("component", fontsize=9)
     title = results.plan.title or Path(results.plan.source).stem or "study"
-    ax.set_title(f"{title}\n{sweep_title(sweep)}, {metric}", fontsize=10)
+    hatched = "; hatched (~): within noise of the baseline" if noise.any() else ""
+    ax.set_title(f"{title}\n{sweep_title(sweep)}, {metric}{hatched}", fontsize=10)
 
     # The colourbar is drawn in closeness but labelled in the metric's own values.
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)

@@ -40,15 +40,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ablang.bands import BAND_METRICS, IDENTITY, band_metrics, cut_problem, identity_change
+from ablang.bands import (
+    BAND_METRICS,
+    IDENTITY,
+    band_metrics,
+    band_values,
+    cut_problem,
+    identity_change,
+)
 from ablang.errors import AblangError
 from ablang.models.base import LoadedModel
 from ablang.models.kinds import KINDS
 from ablang.plan import QUALITY_METRICS
-from ablang.results import DISTRIBUTION_METRICS, slug
+from ablang.results import DISTRIBUTION_METRICS, Interval, Measurement, slug
+from ablang.stats import (
+    LEVEL,
+    RESAMPLES,
+    SEED,
+    difference_within_noise,
+    distribution_warnings,
+    halves,
+    mean_interval,
+    psnr_interval,
+    resample_indices,
+)
 
 DIGITS_EXTRACTOR = str(KINDS["tiny"].feature_extractor)
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -334,7 +353,23 @@ def kid_from_features(
 ) -> float:
     """Kernel distance (mean over ``subsets`` random subsets) via torch-fidelity; the subset size
     is capped at the smaller of the two sets."""
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+    return kid_with_std(features, reference, subsets, subset_size)[0]
+
+
+def kid_with_std(
+    features: torch.Tensor,
+    reference: torch.Tensor,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+) -> tuple[float, float]:
+    """``(mean, standard deviation)`` of the kernel distance over ``subsets`` random subsets
+    (torch-fidelity's ``kernel_inception_distance_mean`` and ``_std``). The deviation is over
+    subsets: it is 0 when both sets are no larger than the subset size (every subset is all)."""
+    from torch_fidelity.metric_kid import (
+        KEY_METRIC_KID_MEAN,
+        KEY_METRIC_KID_STD,
+        kid_features_to_metric,
+    )
 
     size = kid_subset_size(len(features), len(reference), subset_size)
     out = kid_features_to_metric(
@@ -349,7 +384,7 @@ def kid_from_features(
         rng_seed=RNG_SEED,
         verbose=False,
     )
-    return float(out[KEY_METRIC_KID_MEAN])
+    return float(out[KEY_METRIC_KID_MEAN]), float(out[KEY_METRIC_KID_STD])
 
 
 def kid_subset_size(n_samples: int, n_reference: int, wanted: int = KID_SUBSET_SIZE) -> int:
@@ -418,6 +453,10 @@ class Measure:
         self._features: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._reference: torch.Tensor | None = None
         self._baseline_pred: torch.Tensor | None = None  # [N] classes, for identity
+        self._idx: np.ndarray | None = None  # the bootstrap's resamples, shared by all variants
+        self._base_per: dict[str, np.ndarray] | None = None
+        self._base_dist: dict[str, float] | None = None
+        self._floors: dict[str, float] | None = None
         register_model_features(model)  # usable with torch-fidelity directly from now on
         if DISTRIBUTION_METRICS & set(self.names) and len(baseline) < 2:
             raise AblangError(
@@ -446,19 +485,139 @@ class Measure:
 
     def metrics(self, images: torch.Tensor) -> dict[str, float]:
         """Every requested metric of one variant's images, in the order requested."""
+        return self._evaluate(images, None)
+
+    def measure(self, images: torch.Tensor) -> Measurement:
+        """The metrics of one variant's images with their statistics (docs/statistics.md): a 95%
+        bootstrap interval over images for every metric that is a mean over images, kid's
+        standard deviation, and whether each differs from the baseline by more than noise."""
+        per: dict[str, np.ndarray] = {}
+        std: dict[str, float] = {}
+        metrics = self._evaluate(images, per, std)
+        base = self._baseline_per_image()
+        idx = self._indices()
+        intervals: dict[str, Interval] = {}
+        noise: dict[str, bool] = {}
+        for name in self.names:
+            source = "mse" if name == "psnr" else name
+            if source in per:
+                interval = mean_interval(per[source], idx)
+                intervals[name] = psnr_interval(interval) if name == "psnr" else interval
+                noise[name] = difference_within_noise(per[source], base[source], idx)
+            elif name in DISTRIBUTION_METRICS:
+                floor = self.floors().get(name, math.nan)
+                own = self._baseline_distribution()[name]
+                if math.isfinite(floor) and math.isfinite(metrics[name]):
+                    noise[name] = abs(metrics[name] - own) <= floor
+        return Measurement(metrics, intervals, std, noise)
+
+    def _indices(self) -> np.ndarray:
+        if self._idx is None:
+            self._idx = resample_indices(len(self.baseline))
+        return self._idx
+
+    def _baseline_per_image(self) -> dict[str, np.ndarray]:
+        """The baseline's own per-image values: no change (0, ssim 1) and its accuracy hits."""
+        if self._base_per is None:
+            per: dict[str, np.ndarray] = {}
+            self._evaluate(self.baseline, per, {}, distribution=False)
+            self._base_per = per
+        return self._base_per
+
+    def _baseline_distribution(self) -> dict[str, float]:
+        """fid/kid of the baseline's own images, the value a variant's is compared with."""
+        if self._base_dist is None:
+            feats = self.features(self.baseline).float().cpu()
+            self._base_dist = self._distribution(feats, self.reference(), {})
+        return self._base_dist
+
+    def floors(self) -> dict[str, float]:
+        """fid/kid between two halves of the baseline's images (``stats.halves``): how far apart
+        chance alone puts two samples of the same model at this size. kid's is its absolute
+        value (it is unbiased, so it may come out below 0). NaN with fewer than 4 images."""
+        if self._floors is None:
+            wanted = DISTRIBUTION_METRICS & set(self.names)
+            a, b = halves(
+                self.prompts
+                if len(self.prompts) == len(self.baseline)
+                else [""] * len(self.baseline)
+            )
+            if not wanted or min(len(a), len(b)) < 2:
+                self._floors = {m: math.nan for m in wanted}
+            else:
+                feats = self.features(self.baseline).float().cpu()
+                found = self._distribution(feats[a], feats[b], {})
+                self._floors = {m: abs(x) for m, x in found.items()}
+        return self._floors
+
+    def statistics(self) -> dict:
+        """How the statistics were drawn, the fid/kid floors and the warnings, for results.json
+        (``Results.statistics``); see docs/statistics.md."""
+        n = len(self.baseline)
+        warnings: list[str] = []
+        floors = {}
+        for m in sorted(DISTRIBUTION_METRICS & set(self.names)):
+            dims = int(self.reference().shape[1])
+            warnings += distribution_warnings(m, n, dims)
+            floors[m] = self.floors()[m]
+        return {
+            "unit": "image",
+            "images": n,
+            "interval": "percentile bootstrap",
+            "level": LEVEL,
+            "resamples": RESAMPLES,
+            "seed": SEED,
+            "noise": "the interval of the per-image difference from the baseline contains 0; "
+            "fid/kid: the difference from the baseline is at most the floor",
+            "floors": floors,
+            "warnings": warnings,
+        }
+
+    def _distribution(
+        self, feats: torch.Tensor, ref: torch.Tensor, std: dict[str, float]
+    ) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if "fid" in self.names:
+            out["fid"] = fid_from_features(feats, ref)
+        if "kid" in self.names:
+            out["kid"], std["kid"] = kid_with_std(
+                feats, ref, self.options.kid_subsets, self.options.kid_subset_size
+            )
+        return out
+
+    def _evaluate(
+        self,
+        images: torch.Tensor,
+        per: dict[str, np.ndarray] | None,
+        std: dict[str, float] | None = None,
+        distribution: bool = True,
+    ) -> dict[str, float]:
+        """The metrics of ``images``; with ``per``, also fills it with the per-image values whose
+        means they are (mse also stands for psnr), and ``std`` with kid's deviation."""
         out = image_metrics(self.names, self.baseline, images)
+        if per is not None:
+            per.update(per_image_change(self.names, self.baseline, images))
         if "accuracy" in self.names:
             assert self.model.accuracy is not None  # check_metrics refused it otherwise
             hits = self.model.accuracy(images, self.prompts)  # [N] bool
             out["accuracy"] = float(hits.float().mean())
+            if per is not None:
+                per["accuracy"] = hits.float().cpu().double().numpy()
         if set(BAND_METRICS) & set(self.names):
             out.update(band_metrics(self.baseline, images, self.options.band_cut))
+            if per is not None:
+                bands = band_values(self.baseline, images, self.options.band_cut)
+                per.update({k: v.numpy() for k, v in bands.items() if k in self.names})
         if IDENTITY in self.names:
             assert self.model.predict is not None  # check_metrics refused it otherwise
             if self._baseline_pred is None:
                 self._baseline_pred = self.model.predict(self.baseline)
-            out[IDENTITY] = identity_change(self._baseline_pred, self.model.predict(images))
-        if DISTRIBUTION_METRICS & set(self.names):
+            pred = self.model.predict(images)
+            out[IDENTITY] = identity_change(self._baseline_pred, pred)
+            if per is not None:
+                changed = pred.cpu() != self._baseline_pred.cpu()
+                per[IDENTITY] = changed.double().numpy()
+        if DISTRIBUTION_METRICS & set(self.names) and distribution:
             feats = self.features(images).float().cpu()  # [N x D]
             ref = self.reference()  # [M x D]
             if feats.shape[1] != ref.shape[1]:
@@ -466,13 +625,33 @@ class Measure:
                     f"reference features have {ref.shape[1]} dimensions, the images' {feats.shape[1]}",
                     code="reference-features",
                 )
-            if "fid" in self.names:
-                out["fid"] = fid_from_features(feats, ref)
-            if "kid" in self.names:
-                out["kid"] = kid_from_features(
-                    feats, ref, self.options.kid_subsets, self.options.kid_subset_size
-                )
-        return {n: out[n] for n in self.names}
+            out.update(self._distribution(feats, ref, {} if std is None else std))
+        return {n: out[n] for n in self.names if n in out}
+
+
+def per_image_change(
+    names: tuple[str, ...], baseline: torch.Tensor, images: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """Per image, ``[N]`` float64, the values whose means are mse and ssim (psnr is read off the
+    mean mse). An image identical to the baseline's gets exactly mse 0 and ssim 1."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    out: dict[str, np.ndarray] = {}
+    if not {"mse", "psnr", "ssim"} & set(names):
+        return out
+    a, b = _unit(images), _unit(baseline)
+    same = (a == b).flatten(1).all(1)  # [N]
+    if {"mse", "psnr"} & set(names):
+        out["mse"] = (a.double() - b.double()).pow(2).flatten(1).mean(1).numpy()
+    if "ssim" in names:
+        side = min(a.shape[-2:])
+        kernel = min(11, side if side % 2 else side - 1)
+        ssim = structural_similarity_index_measure(
+            a, b, data_range=1.0, kernel_size=kernel, reduction="none"
+        )
+        values = cast(torch.Tensor, ssim).double().reshape(len(a))
+        out["ssim"] = torch.where(same, torch.ones_like(values), values).numpy()
+    return out
 
 
 def quality_metrics(

@@ -9,7 +9,9 @@ One MLflow run per study run, with one nested run per variant:
   sample grid (``grids/``);
 - each variant's child run (tag ``mlflow.parentRunId``, named after the variant) holds its metrics
   under their own names (``ssim``, ``mse``..., non-finite ones such as the baseline's psnr left
-  out) with ``unet_flops``, ``flops_ratio``, ``seconds`` and ``speedup``; its ``origin``,
+  out), each one's 95% interval as ``<metric>_lo`` / ``_hi`` and kid's deviation as ``kid_std``
+  (docs/statistics.md), with ``unet_flops``, ``flops_ratio``, ``seconds``, ``flop_speedup`` and
+  ``wall_speedup``; its ``origin``,
   ``interventions``, ``components`` and ``windows`` as params; its sample grid as an artifact.
 
 Nested runs rather than prefixed metric names, so that MLflow's run comparison lines the variants
@@ -35,7 +37,7 @@ from ablang.run_dir import RunDir
 
 INSTALL = "pip install 'ablang[mlflow]'"
 MAX_PARAM = 500  # MLflow's smallest limit on a param value across its stores
-COST_KEYS = ("unet_flops", "flops_ratio", "seconds", "speedup")
+COST_KEYS = ("unet_flops", "flops_ratio", "seconds", "flop_speedup", "wall_speedup")
 
 
 def require() -> None:
@@ -83,9 +85,18 @@ def study_params(doc: dict) -> dict[str, str]:
 
 
 def variant_metrics(entry: dict) -> dict[str, float]:
-    """A results.json variant's finite metrics and costs, by name."""
+    """A results.json variant's finite metrics, their intervals (``<metric>_lo``, ``_hi``), kid's
+    standard deviation (``kid_std``) and costs, by name. Files written before the intervals and
+    the two speedups existed give what they have (their ``speedup`` is the wall one)."""
     out = {k: float(v) for k, v in entry["metrics"].items() if v is not None}
-    out.update({k: float(entry["cost"][k]) for k in COST_KEYS})
+    for k, (lo, hi) in (entry.get("intervals") or {}).items():
+        out.update({f"{k}_lo": lo, f"{k}_hi": hi})
+    out.update({f"{k}_std": x for k, x in (entry.get("std") or {}).items()})
+    cost = dict(entry["cost"])
+    if "speedup" in cost and "wall_speedup" not in cost:
+        cost["wall_speedup"] = cost.pop("speedup")
+    out.update({k: cost[k] for k in COST_KEYS if k in cost})
+    out = {k: float(v) for k, v in out.items() if v is not None}
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
 

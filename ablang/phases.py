@@ -19,6 +19,7 @@ terminal and ``save_phase_plot`` draws sensitivity against t per component, both
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,9 @@ class PhaseSummary:
     identity: tuple[tuple[float, ...], ...] | None  # None when the study does not measure it
     bands: BandSpec
     rows: tuple[ComponentPhases, ...]
+    # per cell: both bands' differences from the baseline within noise (docs/statistics.md);
+    # None when the run has no noise marks
+    noise: tuple[tuple[bool, ...], ...] | None = None
 
     def count(self, kind: Kind, window: int) -> int:
         """How many components are of ``kind`` in window ``window``."""
@@ -172,10 +176,23 @@ def run_phases(results) -> dict[str, PhaseSummary]:
     """Sweep name -> its summary for every sweep of ``results`` (a ``measure.Results``) whose
     variants have both band metrics."""
     metrics = {v.name: v.metrics for v in results.variants}
+    by_name = {v.name: v for v in results.variants}
+    marked = any(v.within_noise for v in results.variants)
     out = {}
     for s in results.plan.sweeps:
         summary = sweep_phases(s, metrics, results.plan.bands)
         if summary is not None:
+            if marked:
+                noise = tuple(
+                    tuple(
+                        name in by_name
+                        and by_name[name].noise("composition")
+                        and by_name[name].noise("detail")
+                        for name in row
+                    )
+                    for row in s.variants
+                )
+                summary = dataclasses.replace(summary, noise=noise)
             out[s.name] = summary
     return out
 
@@ -192,7 +209,8 @@ def phases_json(summary: PhaseSummary) -> dict:
 
         {"cut", "floor", "split",
          "components": [{"component", "composition_peak": window | null,
-                         "detail_peak": window | null, "kinds": [kind | null per window]}],
+                         "detail_peak": window | null, "kinds": [kind | null per window],
+                         "within_noise": [bool per window] (when the run has noise marks)}],
          "counts": {kind: [per window]}, "identity_by_kind": {kind: mean | null} | null}
 
     ``cut`` is null when the study left it to the default (``min(H, W) / 8`` cycles per image).
@@ -212,8 +230,9 @@ def phases_json(summary: PhaseSummary) -> dict:
                 "composition_peak": window(r.composition_peak),
                 "detail_peak": window(r.detail_peak),
                 "kinds": list(r.kinds),
+                **({"within_noise": list(summary.noise[i])} if summary.noise else {}),
             }
-            for r in summary.rows
+            for i, r in enumerate(summary.rows)
         ],
         "counts": {k: [summary.count(k, j) for j in range(len(summary.windows))] for k in KINDS},
         "identity_by_kind": None
@@ -241,6 +260,10 @@ def _peak_text(summary: PhaseSummary, i: int, j: int | None, band: str):
     return f"{window_label(summary.windows[j])} {format_metric(band, matrix[i][j])}"
 
 
+def _noise_mark(summary: PhaseSummary, i: int, j: int) -> str:
+    return "~" if summary.noise is not None and summary.noise[i][j] else ""
+
+
 def phase_table(summary: PhaseSummary):
     """A rich table: per component its composition and detail peaks, then one letter per window
     (C composition, D detail, · negligible), and a count of each per window; a legend with the
@@ -259,7 +282,12 @@ def phase_table(summary: PhaseSummary):
     for w in summary.windows:
         table.add_column(_window_label(w), justify="center", no_wrap=True)
     for i, r in enumerate(summary.rows):
-        cells = [Text(_MARK[k], style=_STYLE[k]) if k else Text("-", style="dim") for k in r.kinds]
+        cells = [
+            Text(_MARK[k] + _noise_mark(summary, i, j), style=_STYLE[k])
+            if k
+            else Text("-", style="dim")
+            for j, k in enumerate(r.kinds)
+        ]
         table.add_row(
             r.component,
             _peak_text(summary, i, r.composition_peak, "composition"),
@@ -277,6 +305,8 @@ def phase_table(summary: PhaseSummary):
     legend.append(" detail   ")
     legend.append("· negligible: mse < " + f"{b.floor:g}", style="dim")
     legend.append(f";  cut {cut};  columns: {axis} windows by their start", style="dim")
+    if summary.noise and any(any(row) for row in summary.noise):
+        legend.append("\n  ~: both bands within noise of the baseline (docs/statistics.md)")
     parts: list[RenderableType] = [title, table, legend]
     if summary.identity is not None:
         from ablang.results import format_metric

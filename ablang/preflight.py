@@ -1,7 +1,8 @@
 """What ``run`` would refuse after minutes of sampling, said by ``check`` before anything runs.
 
 - fid/kid need at least 2 images in the whole study (a covariance of one image is undefined);
-  below a few hundred they are strongly biased (FID's bias falls like 1/n), which is a warning;
+  below 1,000 (``stats.DISTRIBUTION_IMAGES``, the threshold the run's report warns at too) they
+  are dominated by small-sample bias and noise (FID's bias falls like 1/n), which is a warning;
 - the memory the run keeps (starting noise and per-step noise for every image, the baseline's
   state before every step, every variant's final images) against the memory this machine has
   available now: a study that cannot fit is refused with the figure.
@@ -19,9 +20,10 @@ from ablang import ast
 from ablang.components import ComponentTable
 from ablang.errors import AblangError, Span
 from ablang.plan import Plan
+from ablang.stats import DISTRIBUTION_IMAGES
 
 FEATURE_METRICS = ("fid", "kid")
-FEW_IMAGES = 200  # below this many images fid/kid are noted as biased
+FEW_IMAGES = DISTRIBUTION_IMAGES  # below this many images fid/kid are noted as biased
 
 
 S = TypeVar("S", bound=ast.Setting)
@@ -105,10 +107,12 @@ def preflight(
             warnings.append(
                 AblangError(
                     f"{' and '.join(used)} on {n} images per variant: FID is strongly biased at small "
-                    f"n (its bias falls like 1/n); compare variants of one study only",
+                    f"n (its bias falls like 1/n); compare variants of one study only, against the "
+                    f"floor the report prints",
                     span,
                     code="few-samples",
-                    hint="a few hundred images or more give numbers comparable across studies",
+                    hint=f"about {DISTRIBUTION_IMAGES:,} images give numbers comparable across "
+                    "studies (docs/statistics.md)",
                 )
             )
     if n is not None and table is not None and table.image_shape:

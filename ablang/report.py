@@ -7,9 +7,15 @@ results.json (``results_json``) holds everything needed to reproduce the numbers
      "sampler": {"kind", "steps", "guidance", "timesteps"}, "seed", "samples", "prompts",
      "variants": [{"name", "interventions": [{"op", "component", "window": {"kind", "lo", "hi",
                    "inclusive"}, "params"}], "metrics": {name: number},
-                   "cost": {"unet_flops", "flops_ratio", "seconds", "speedup"}}, ...],
+                   "intervals": {name: [lo, hi]}, "std": {name: number},
+                   "within_noise": {name: bool},
+                   "cost": {"unet_flops", "flops_ratio", "seconds", "flop_speedup",
+                            "wall_speedup"}}, ...],
      "sweeps": [{"name", "op", "metric", "components", "windows", "variants", "phases"}, ...],
-     "mode", "seeds", "versions", "searches", "run_seconds"}
+     "mode", "seeds", "versions", "searches",
+     "statistics": {"unit", "images", "interval", "level", "resamples", "seed", "noise",
+                    "floors": {metric: number}, "warnings": [text]},
+     "run_seconds"}
 
 - ``variants[0]`` is the baseline; ``prompts`` and ``seeds`` have one entry per sample (sample i of
   every variant used ``seeds[i]`` and ``prompts[i]``); ``timesteps`` are in visiting order.
@@ -18,6 +24,9 @@ results.json (``results_json``) holds everything needed to reproduce the numbers
 - Numbers that are not finite are written as ``null``: JSON has no infinity, and strict parsers
   reject ``Infinity``. The only one in practice is the baseline's ``psnr`` (identical images,
   +inf), so ``"psnr": null`` reads "identical to the baseline".
+- ``intervals``, ``std``, ``within_noise`` and ``statistics`` are defined in docs/statistics.md;
+  ``flop_speedup`` is ``1 / flops_ratio``, ``wall_speedup`` the baseline's seconds over the
+  variant's (meaningful in accelerate mode only). Files written before them lack them.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ablang.fsio import atomic_save_image, atomic_savefig, atomic_write_text, make_dirs
-from ablang.heatmap import save_heatmap_png, terminal_heatmap
+from ablang.heatmap import NOISE_MARK, save_heatmap_png, terminal_heatmap
 from ablang.phases import phase_table, phases_json, run_phases, save_phase_plot
 from ablang.plan import Intervention, Plan, Search
 from ablang.results import Results, VariantResult, format_metric, slug
@@ -97,11 +106,15 @@ def _variant_json(v: VariantResult) -> dict:
         "name": v.name,
         "interventions": [_intervention_json(iv) for iv in v.interventions],
         "metrics": {k: float(x) for k, x in v.metrics.items()},
+        "intervals": {k: [float(lo), float(hi)] for k, (lo, hi) in v.intervals.items()},
+        "std": {k: float(x) for k, x in v.std.items()},
+        "within_noise": {k: bool(x) for k, x in v.within_noise.items()},
         "cost": {
             "unet_flops": float(v.cost.unet_flops),
             "flops_ratio": float(v.cost.flops_ratio),
             "seconds": float(v.cost.seconds),
-            "speedup": float(v.cost.speedup),
+            "flop_speedup": float(v.cost.flop_speedup),
+            "wall_speedup": float(v.cost.wall_speedup),
         },
     }
 
@@ -161,6 +174,7 @@ def results_json(results: Results) -> dict:
         "seeds": [int(s) for s in results.seeds],
         "versions": dict(results.versions),
         "searches": [_search_json(s, results) for s in plan.searches],
+        "statistics": dict(results.statistics),
         "run_seconds": float(results.seconds),
     }
     return _json_safe(doc)
@@ -212,21 +226,55 @@ def variant_text(v: VariantResult) -> Text:
     return out
 
 
+def metric_cell(v: VariantResult, metric: str, intervals: bool = True) -> Text:
+    """A metric as the table shows it: the value, ``~`` when its difference from the baseline is
+    within noise, and (``intervals``) its 95% interval below it when it has any width."""
+    out = Text(format_metric(metric, v.metrics.get(metric)))
+    if v.noise(metric):
+        out.append(NOISE_MARK, style="bold cyan")
+    elif metric in v.within_noise or (v.origin == "baseline" and v.within_noise):
+        out.append(" ")  # keeps the digits of marked and unmarked values aligned
+    interval = v.intervals.get(metric)
+    if intervals and interval is not None:
+        lo, hi = interval
+        if not (math.isnan(lo) or math.isnan(hi) or lo == hi):
+            out.append(f"\n{format_metric(metric, lo)}–{format_metric(metric, hi)}", style="dim")
+    return out
+
+
+def _speedup(x: float) -> str:
+    return f"{x:.2f}x" if math.isfinite(x) else "-"
+
+
 def study_table(results: Results) -> Table:
-    """One row per variant, baseline first: name, interventions, FLOPs ratio, time, speedup, then
-    every metric the study asked for."""
+    """One row per variant, baseline first: name, interventions, FLOPs ratio and FLOP-bound
+    speedup (in accelerate mode also the time and the wall speedup), then every metric the study
+    asked for, ``~`` where the difference from the baseline is within noise, each mean's 95%
+    interval over images below it."""
     plan = results.plan
     title = plan.title or Path(plan.source).stem or "study"
     table = Table(title=title, title_style="bold", show_lines=False)
-    if results.mode == "measure":
-        table.caption = (
-            "measure mode computes the whole Unet for every variant: FLOPs is what the shortcuts "
-            "would save; run with --mode accelerate (or time the emitted sampler) for real speedups"
+    wall = results.mode == "accelerate"
+    notes = []
+    if not wall:
+        notes.append(
+            "speedup is FLOP-bound: measure mode computes the whole Unet for every variant, so its "
+            "wall time says nothing; run with --mode accelerate (or time the emitted sampler) for "
+            "wall speedups"
         )
+    if any(v.intervals or v.within_noise for v in results.variants):
+        notes.append(
+            f"{NOISE_MARK}: within noise of the baseline; below a value its 95% bootstrap interval "
+            "over images (docs/statistics.md)"
+        )
+    if notes:
+        table.caption = "\n".join(notes)
     table.add_column("variant: interventions", max_width=72, overflow="fold")
     table.add_column("FLOPs", justify="right")
-    table.add_column("time (s)", justify="right")
-    table.add_column("speedup", justify="right")
+    table.add_column("FLOP speedup", justify="right")
+    if wall:
+        table.add_column("time (s)", justify="right")
+        table.add_column("wall speedup", justify="right")
     metrics = list(plan.metrics)
     for v in results.variants:
         for m in v.metrics:
@@ -238,12 +286,33 @@ def study_table(results: Results) -> Table:
         row: list[Text | str] = [
             variant_text(v),
             f"{v.cost.flops_ratio:.2f}" if math.isfinite(v.cost.flops_ratio) else "-",
-            f"{v.cost.seconds:.2f}",
-            f"{v.cost.speedup:.2f}x" if math.isfinite(v.cost.speedup) else "-",
+            _speedup(v.cost.flop_speedup),
         ]
-        row += [format_metric(m, v.metrics.get(m)) for m in metrics]
+        if wall:
+            row += [f"{v.cost.seconds:.2f}", _speedup(v.cost.wall_speedup)]
+        row += [metric_cell(v, m) for m in metrics]
         table.add_row(*row, style="italic" if k == 0 else None)
     return table
+
+
+def statistics_notes(results: Results) -> list[Text]:
+    """The fid/kid floors and the warnings of ``Results.statistics``, one line each."""
+    stats = results.statistics or {}
+    out = []
+    for m, floor in (stats.get("floors") or {}).items():
+        if floor is not None and math.isfinite(floor):
+            out.append(
+                Text(
+                    f"{m} floor: {format_metric(m, floor)} between two halves of the baseline's "
+                    f"images; a {m} difference below it is within noise",
+                    style="dim",
+                )
+            )
+    for w in stats.get("warnings") or ():
+        line = Text("warning: ", style="yellow")
+        line.append(w)
+        out.append(line)
+    return out
 
 
 # ---------------------------------------------------------------------------- heatmaps
@@ -551,6 +620,8 @@ def print_report(
 ) -> None:
     """The study table, then every sweep's heatmap, then where the files were written."""
     console.print(study_table(results))
+    for line in statistics_notes(results):
+        console.print(line)
     metric = sweep_metric(results.plan)
     phases = run_phases(results)
     for sweep in results.plan.sweeps:

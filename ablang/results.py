@@ -4,6 +4,7 @@
 nothing of ablang but the plan, so any stage can use them without an import cycle.
 
 - ``Cost`` / ``VariantResult`` / ``Results``: one run's variants, their metrics and costs.
+- ``Measurement``: one variant's metrics with their intervals and noise marks (``ablang.stats``).
 - ``Point`` / ``PathStep`` / ``SearchResult``: what one ``search`` statement measured and chose.
 - ``HIGHER_IS_CLOSER``, ``format_metric``, ``slug``: how metrics compare, print and name files.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ablang.plan import Intervention, Plan, Search, Variant
@@ -29,13 +30,44 @@ DISTRIBUTION_METRICS = frozenset({"fid", "kid"})
 @dataclass(frozen=True)
 class Cost:
     """What a variant costs: Unet FLOPs per image over the whole trajectory (shared baseline
-    prefix included), their ratio to the baseline's, wall seconds of its own steps, and the
-    speedup over the baseline."""
+    prefix included), their ratio to the baseline's, wall seconds of its own steps, and the wall
+    speedup over the baseline. Only accelerate mode's wall speedup means anything: measure mode
+    computes the whole Unet for every variant, so its seconds differ by noise and batching."""
 
     unet_flops: float
     flops_ratio: float
     seconds: float
-    speedup: float
+    wall_speedup: float
+
+    @property
+    def flop_speedup(self) -> float:
+        """The FLOP-bound speedup, ``1 / flops_ratio``: what the shortcuts save at best."""
+        if self.flops_ratio > 0:
+            return 1.0 / self.flops_ratio
+        return math.inf if self.flops_ratio == 0 else math.nan
+
+    @property
+    def speedup(self) -> float:
+        """The wall speedup (its older name)."""
+        return self.wall_speedup
+
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What ``measure.Measure.measure`` gives for one variant's images (docs/statistics.md).
+
+    ``metrics``: name -> value. ``intervals``: name -> 95% bootstrap interval over images, for the
+    metrics that are means over images (psnr's through the mean mse); fid and kid have none.
+    ``std``: standard deviations a metric reports itself (kid's over its subsets).
+    ``within_noise``: name -> whether the difference from the baseline is within noise."""
+
+    metrics: dict[str, float]
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    within_noise: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,6 +79,14 @@ class VariantResult:
     cost: Cost
     start_step: int  # steps before it were shared with the baseline
     evaluations: int  # Unet image-forwards spent on it
+    # the statistics of ``Measurement`` (empty for results written before they existed)
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    within_noise: dict[str, bool] = field(default_factory=dict)
+
+    def noise(self, metric: str) -> bool:
+        """Whether ``metric``'s difference from the baseline is within noise (False: unknown)."""
+        return self.origin != "baseline" and bool(self.within_noise.get(metric, False))
 
 
 @dataclass(frozen=True)
@@ -67,6 +107,8 @@ class Results:
     # one ablang.search.SearchResult per search of the plan, in its order; each best variant is
     # also in ``variants`` (origin "search", named after its search)
     searches: tuple[SearchResult, ...] = ()
+    # how the intervals were drawn, fid/kid floors and warnings (``Measure.statistics``)
+    statistics: dict = field(default_factory=dict)
 
     @property
     def baseline(self) -> VariantResult:
@@ -79,13 +121,13 @@ class Results:
         raise KeyError(name)
 
 
-def cost(unet_flops: float, baseline_flops: float, seconds: float, speedup: float) -> Cost:
+def cost(unet_flops: float, baseline_flops: float, seconds: float, wall_speedup: float) -> Cost:
     """``Cost`` of a variant: ``flops_ratio = unet_flops / baseline_flops`` (1 when both are 0)."""
     if baseline_flops:
         ratio = unet_flops / baseline_flops
     else:
         ratio = 1.0 if not unet_flops else math.inf
-    return Cost(float(unet_flops), float(ratio), float(seconds), float(speedup))
+    return Cost(float(unet_flops), float(ratio), float(seconds), float(wall_speedup))
 
 
 # ---------------------------------------------------------------------------- formatting

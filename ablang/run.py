@@ -40,7 +40,7 @@ from ablang.models.base import LoadedModel
 from ablang.phases import measured_metrics
 from ablang.plan import Emit, Plan, Variant
 from ablang.report import print_report, write_report
-from ablang.results import Cost, Results, SearchResult, VariantResult
+from ablang.results import Cost, Measurement, Results, SearchResult, VariantResult
 from ablang.runlock import lock_run_dir
 from ablang.session import Session
 
@@ -246,11 +246,11 @@ def variant_result(
     session: Session,
     variant: Variant,
     samples: Samples,
-    metrics: dict[str, float],
+    measured: Measurement,
     baseline: Trajectory,
 ) -> VariantResult:
-    """One variant's metrics and cost; the steps before its start ran as the baseline's, so they
-    are charged at the baseline's pace."""
+    """One variant's metrics, their statistics and its cost; the steps before its start ran as
+    the baseline's, so they are charged at the baseline's pace."""
     base_flops = session.trajectory_flops(session.plan.baseline)
     flops = session.trajectory_flops(variant)
     full_seconds = samples.start_step * baseline.seconds / len(session.steps) + samples.seconds
@@ -258,10 +258,13 @@ def variant_result(
         name=variant.name,
         origin=variant.origin,
         interventions=variant.interventions,
-        metrics=metrics,
+        metrics=measured.metrics,
         cost=Cost(flops, flops / base_flops, full_seconds, baseline.seconds / full_seconds),
         start_step=samples.start_step,
         evaluations=samples.evaluations,
+        intervals=measured.intervals,
+        std=measured.std,
+        within_noise=measured.within_noise,
     )
 
 
@@ -269,7 +272,7 @@ def measure_variants(
     session: Session, measure: Measure, done: dict[str, Samples], baseline: Trajectory
 ) -> list[VariantResult]:
     return [
-        variant_result(session, v, done[v.name], measure.metrics(done[v.name].images), baseline)
+        variant_result(session, v, done[v.name], measure.measure(done[v.name].images), baseline)
         for v in session.plan.variants
     ]
 
@@ -301,7 +304,7 @@ def run_plan_searches(
         v = found[r.name] = r.best_variant()
         done[v.name] = s
         journal.append(s, variant_identity(v))
-        results.append(variant_result(session, v, s, dict(r.best.metrics), baseline))
+        results.append(variant_result(session, v, s, measure.measure(s.images), baseline))
     return list(searched), results, found
 
 
@@ -345,6 +348,7 @@ def collect_results(
     variants: list[VariantResult],
     searched: list[SearchResult],
     seconds: float,
+    statistics: dict | None = None,
 ) -> Results:
     setup = session.setup
     return Results(
@@ -360,6 +364,7 @@ def collect_results(
         seconds=seconds,
         versions=versions(),
         searches=tuple(searched),
+        statistics=statistics or {},
     )
 
 
@@ -399,8 +404,9 @@ def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) ->
     searched, best, found = run_plan_searches(
         session, journal, options, baseline, measure, max_chunks, done, console
     )
+    seconds = time.perf_counter() - started
     res = collect_results(
-        session, options, variants + best, searched, time.perf_counter() - started
+        session, options, variants + best, searched, seconds, measure.statistics()
     )
     files = write_report(res, out, {v.name: done[v.name].images for v in res.variants})
     print_report(res, console, out, files)

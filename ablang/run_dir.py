@@ -71,6 +71,14 @@ def _metric(name: str, value: float | None) -> float:
     return float(value)
 
 
+def _cost(doc: dict) -> Cost:
+    # results.json before ablang wrote flop_speedup/wall_speedup had one "speedup": the wall one
+    wall = doc["wall_speedup"] if "wall_speedup" in doc else doc["speedup"]
+    return Cost(
+        float(doc["unet_flops"]), float(doc["flops_ratio"]), float(doc["seconds"]), float(wall)
+    )
+
+
 def _model_spec(label: str) -> ModelSpec:
     from ablang.parse import parse
     from ablang.resolve import model_spec
@@ -110,9 +118,15 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
                 origin=origin,
                 interventions=ivs,
                 metrics={m: _metric(m, x) for m, x in v["metrics"].items()},
-                cost=Cost(**{key: float(x) for key, x in v["cost"].items()}),
+                cost=_cost(v["cost"]),
                 start_step=int(rec.get("start_step", 0)),
                 evaluations=int(rec.get("evaluations", 0)),
+                intervals={
+                    m: (_metric(m, lo), _metric(m, hi))
+                    for m, (lo, hi) in (v.get("intervals") or {}).items()
+                },
+                std={m: _metric(m, x) for m, x in (v.get("std") or {}).items()},
+                within_noise={m: bool(x) for m, x in (v.get("within_noise") or {}).items()},
             )
         )
         if origin != "search":  # a search's best is not a variant of the plan
@@ -165,6 +179,7 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
         variants=tuple(results),
         seconds=float(doc["run_seconds"]),
         versions=dict(doc["versions"]),
+        statistics=dict(doc.get("statistics") or {}),
     )
 
 

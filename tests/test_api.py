@@ -38,7 +38,7 @@ def stable(doc: dict) -> dict:
     doc.pop("run_seconds")
     for v in doc["variants"]:
         v["cost"].pop("seconds")
-        v["cost"].pop("speedup")
+        v["cost"].pop("wall_speedup")
     return doc
 
 
@@ -107,11 +107,12 @@ def test_the_table_has_a_row_per_variant_and_every_number(runs):
     df = results.table()
     # a study with a sweep also measures the two bands, for its phase summary
     metrics = ["mse", "psnr", "ssim", "accuracy", "composition", "detail"]
+    bounds = [f"{m}_{end}" for m in metrics for end in ("lo", "hi")]
     assert list(df.columns) == [
-        "name", "origin", "interventions", "components", "windows", *metrics,
-        "unet_flops", "flops_ratio", "seconds", "speedup",
+        "name", "origin", "interventions", "components", "windows", *metrics, *bounds,
+        "unet_flops", "flops_ratio", "seconds", "flop_speedup", "wall_speedup",
     ]  # fmt: skip
-    assert df.shape == (7, 15)
+    assert df.shape == (7, 28)
     assert list(df["name"]) == ablang.load(STUDY).variants
     assert list(df["origin"]) == ["baseline", "bare", "variant"] + ["sweep"] * 4
     base = df.iloc[0]
@@ -121,7 +122,9 @@ def test_the_table_has_a_row_per_variant_and_every_number(runs):
     assert cache["interventions"] == "cache dec[6] every 2 for t in [0, 600)"
     assert cache["components"] == "dec[6]" and cache["windows"] == "t in [0, 600)"
     assert cache["flops_ratio"] < 1.0  # reused steps skip computation
-    for col in [*metrics, "unet_flops", "flops_ratio", "seconds", "speedup"]:
+    assert (df["ssim_lo"] <= df["ssim"]).all() and (df["ssim"] <= df["ssim_hi"]).all()
+    assert df.attrs["within_noise"]["baseline"] == []  # the baseline is never marked
+    for col in [*metrics, *bounds, "unet_flops", "flops_ratio", "seconds", "flop_speedup"]:
         assert pd.api.types.is_float_dtype(df[col]), col
     doc_ssim = [v["metrics"]["ssim"] for v in results.doc["variants"]]
     assert list(df["ssim"]) == doc_ssim
@@ -285,7 +288,8 @@ def test_results_json_reads_back_into_the_results_it_was_written_from():
 
     written = make_results()
     back = results_from_json(results_json(written))
-    fields = ("name", "origin", "interventions", "metrics", "cost")
+    fields = ("name", "origin", "interventions", "metrics", "cost", "intervals", "std")
+    fields += ("within_noise",)
     for a, b in zip(written.variants, back.variants, strict=True):
         assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
     assert back.plan.sweeps == written.plan.sweeps  # the op's params too (from the cells)

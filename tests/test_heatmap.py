@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,9 @@ from rich.console import Console
 from ablang.heatmap import (
     closeness,
     color_range,
+    heatmap_figure,
     heatmap_matrix,
+    heatmap_noise,
     save_heatmap_png,
     terminal_heatmap,
     window_label,
@@ -122,3 +125,38 @@ def test_png_with_infinite_or_constant_values(tmp_path, metric):
     object.__setattr__(bl, "metrics", {metric: math.inf if metric == "psnr" else 1.0})
     path = save_heatmap_png(sweep, results, metric, tmp_path / "h.png")
     assert path.stat().st_size > 1000
+
+
+def noisy_results(metric: str = "ssim") -> tuple[Sweep, Results]:
+    """``sweep_results`` with the cells of skip[0] within noise of the baseline."""
+    sweep, results = sweep_results(metric)
+    variants = tuple(
+        dataclasses.replace(v, within_noise={metric: v.interventions[0].component == "skip[0]"})
+        if v.interventions
+        else dataclasses.replace(v, within_noise={metric: True})
+        for v in results.variants
+    )
+    return sweep, dataclasses.replace(results, variants=variants)
+
+
+def test_cells_within_noise_are_marked():
+    sweep, results = noisy_results()
+    noise = heatmap_noise(sweep, results, "ssim")
+    assert noise.tolist() == [[True, True], [False, False], [False, False]]
+    assert not heatmap_noise(sweep, results, "mse").any()  # not measured: never marked
+    console = Console(record=True, width=120)
+    console.print(terminal_heatmap(sweep, results, "ssim"))
+    text = console.export_text()
+    assert "0.050~" in text and "0.150~" in text and "0.350~" not in text
+    assert "within noise of the baseline" in text
+
+
+def test_png_hatches_the_cells_within_noise(tmp_path):
+    sweep, results = noisy_results()
+    fig = heatmap_figure(sweep, results, "ssim")
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert sorted(p.get_xy() for p in hatched) == [(-0.5, -0.5), (0.5, -0.5)]
+    assert "within noise" in ax.get_title()
+    plain = heatmap_figure(*sweep_results("ssim"), "ssim")
+    assert not plain.axes[0].patches

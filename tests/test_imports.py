@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ablang.components",
             "ablang.plan",
             "ablang.results",
+            "ablang.stats",
             "ablang.models.kinds",
         ),
     ),

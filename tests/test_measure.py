@@ -272,8 +272,10 @@ def _roundtrip(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_cost():
-    c = cost(50.0, 200.0, seconds=1.5, speedup=2.0)
-    assert (c.unet_flops, c.flops_ratio, c.seconds, c.speedup) == (50.0, 0.25, 1.5, 2.0)
+    c = cost(50.0, 200.0, seconds=1.5, wall_speedup=0.9)
+    assert (c.unet_flops, c.flops_ratio, c.seconds, c.wall_speedup) == (50.0, 0.25, 1.5, 0.9)
+    # the FLOP-bound speedup is read off the FLOPs alone, whatever the clock said
+    assert c.flop_speedup == 4.0 and c.speedup == c.wall_speedup
     assert cost(0.0, 0.0, 0.0, 1.0).flops_ratio == 1.0
 
 

@@ -114,7 +114,10 @@ def test_each_variant_is_a_nested_run_with_its_metrics(logged):
     table = results.table().set_index("name")
     for name, run in children.items():
         metrics = run.data.metrics
-        for col in ("mse", "ssim", "accuracy", "unet_flops", "flops_ratio", "seconds", "speedup"):
+        for col in (
+            *("mse", "ssim", "accuracy", "ssim_lo", "ssim_hi", "unet_flops", "flops_ratio"),
+            *("seconds", "flop_speedup", "wall_speedup"),
+        ):
             assert metrics[col] == pytest.approx(table.loc[name, col], rel=1e-12), (name, col)
         assert run.data.params["origin"] == table.loc[name, "origin"]
         assert run.data.params.get("interventions", "") == table.loc[name, "interventions"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -179,3 +180,27 @@ def test_sweeps_measure_both_bands():
     assert measured_metrics(Plan(ModelSpec("tiny"), metrics=("ssim",))) == ("ssim",)
     with_sweep = Plan(ModelSpec("tiny"), metrics=("ssim", "detail"), sweeps=(sweep,))
     assert measured_metrics(with_sweep) == ("ssim", "detail", "composition")
+
+
+def test_cells_with_both_bands_within_noise_are_marked():
+    res = make_results()
+    marks = {names(0, 0): True, names(0, 1): False}  # cell (0, 1): composition only in noise
+    variants = tuple(
+        dataclasses.replace(
+            v,
+            within_noise={"composition": True, "detail": marks[v.name]} if v.name in marks else {},
+        )
+        for v in res.variants
+    )
+    got = run_phases(dataclasses.replace(res, variants=variants))["s"]
+    assert got.noise is not None
+    assert got.noise[0][:2] == (True, False) and not any(got.noise[1]) and not any(got.noise[2])
+    doc = phases_json(got)
+    assert doc["components"][0]["within_noise"][:2] == [True, False]
+    console = Console(record=True, width=160)
+    console.print(phase_table(got))
+    text = console.export_text()
+    assert "both bands within noise" in text
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    assert "D~" in rows[0] and "~" not in rows[1] + rows[2]
+    assert run_phases(res)["s"].noise is None  # a run without marks: none shown

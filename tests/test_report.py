@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -127,6 +128,7 @@ def test_results_json_follows_the_contract():
         "seeds",
         "versions",
         "searches",
+        "statistics",
         "run_seconds",
     ]
     assert doc["study"] == {
@@ -149,8 +151,23 @@ def test_results_json_follows_the_contract():
     base, fast = doc["variants"][0], doc["variants"][2]
     assert base["name"] == "baseline" and base["interventions"] == []
     for v in doc["variants"]:
-        assert list(v) == ["name", "interventions", "metrics", "cost"]
-        assert list(v["cost"]) == ["unet_flops", "flops_ratio", "seconds", "speedup"]
+        assert list(v) == [
+            "name",
+            "interventions",
+            "metrics",
+            "intervals",
+            "std",
+            "within_noise",
+            "cost",
+        ]
+        assert list(v["cost"]) == [
+            "unet_flops",
+            "flops_ratio",
+            "seconds",
+            "flop_speedup",
+            "wall_speedup",
+        ]
+    assert base["cost"]["flop_speedup"] == 1.0 and fast["cost"]["flop_speedup"] == 1.25
     assert fast["interventions"][1] == {
         "op": "scale",
         "component": "mid",
@@ -195,16 +212,54 @@ def test_table_has_a_row_per_variant_baseline_first():
     assert table.row_count == len(results.variants)
     assert table.title == "A small study"
     headers = [c.header for c in table.columns]
-    assert headers[:4] == ["variant: interventions", "FLOPs", "time (s)", "speedup"]
-    assert headers[4:] == ["mse", "psnr", "ssim", "fid"]
+    # measure mode: the FLOP-bound speedup only; its wall clock says nothing (issue 14)
+    assert headers[:3] == ["variant: interventions", "FLOPs", "FLOP speedup"]
+    assert headers[3:] == ["mse", "psnr", "ssim", "fid"]
+    assert not any("time" in h or "wall" in h for h in headers)
+    assert [str(c) for c in table.columns[2].cells][:2] == ["1.00x", "1.25x"]
     cells = [str(c) for c in table.columns[0].cells]
     assert cells[0] == "baseline"
     assert (
         cells[2] == "fast: drop skip[3] for t in [600, 1000)\nscale mid by 0.5 for step in [0, 9]"
     )
-    psnr = list(table.columns[5].cells)
+    psnr = [str(c) for c in table.columns[4].cells]
     assert psnr[0] == "inf" and psnr[1] == "20.0"
-    assert list(table.columns[6].cells)[1] == "0.900" and list(table.columns[7].cells)[1] == "13.00"
+    assert str(list(table.columns[5].cells)[1]) == "0.900"
+    assert str(list(table.columns[6].cells)[1]) == "13.00"
+
+
+def test_accelerate_mode_shows_both_speedups():
+    results = make_results()
+    results = Results(**{**results.__dict__, "mode": "accelerate"})
+    table = study_table(results)
+    headers = [c.header for c in table.columns]
+    assert headers[:5] == [
+        "variant: interventions",
+        "FLOPs",
+        "FLOP speedup",
+        "time (s)",
+        "wall speedup",
+    ]
+    row = [str(list(c.cells)[1]) for c in table.columns[:5]]
+    assert row[2:] == ["1.25x", "1.60", "1.25x"]
+
+
+def test_cells_carry_intervals_and_noise_marks():
+    results = make_results(("ssim", "fid"))
+    v = results.variants[1]
+    marked = dataclasses.replace(
+        v,
+        intervals={"ssim": (0.85, 0.95)},
+        std={},
+        within_noise={"ssim": False, "fid": True},
+    )
+    results = Results(**{**results.__dict__, "variants": (results.variants[0], marked)})
+    table = study_table(results)
+    ssim, fid = (str(list(c.cells)[1]) for c in table.columns[3:5])
+    # no mark (a space keeps the digits aligned with marked cells): outside noise; its interval
+    assert ssim == "0.900 \n0.850–0.950"
+    assert fid == "13.00~"  # within noise, no interval (fid is not a mean over images)
+    assert "within noise" in str(table.caption)
 
 
 def test_long_names_are_truncated():

@@ -39,6 +39,7 @@ CONTRACT = [
     "seeds",
     "versions",
     "searches",
+    "statistics",
     "run_seconds",
 ]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -87,13 +88,24 @@ def test_a_run_writes_results_heatmaps_and_grids(first):
     base = doc["variants"][0]
     assert base["interventions"] == []
     assert base["metrics"]["mse"] == 0.0 and base["metrics"]["ssim"] == pytest.approx(1.0)
-    assert base["cost"]["flops_ratio"] == 1.0 and base["cost"]["speedup"] == pytest.approx(1.0)
+    assert base["cost"]["flops_ratio"] == 1.0 and base["cost"]["flop_speedup"] == 1.0
+    assert base["cost"]["wall_speedup"] == pytest.approx(1.0)
     for v in doc["variants"]:
         # a study with a sweep also measures the two bands, for its phase summary
         assert set(v["metrics"]) == {"mse", "ssim", "accuracy", "composition", "detail"}
         bands = v["metrics"]["composition"] + v["metrics"]["detail"]
         assert bands == pytest.approx(v["metrics"]["mse"], rel=1e-4, abs=1e-12)
-        assert set(v["cost"]) == {"unet_flops", "flops_ratio", "seconds", "speedup"}
+        assert set(v["cost"]) == {
+            "unet_flops",
+            "flops_ratio",
+            "seconds",
+            "flop_speedup",
+            "wall_speedup",
+        }
+        # every mean over images carries its interval, psnr's read off mse's (2 images here)
+        assert set(v["intervals"]) == set(v["metrics"]) == set(v["within_noise"])
+        lo, hi = v["intervals"]["ssim"]
+        assert lo <= v["metrics"]["ssim"] <= hi
         assert 0.0 <= v["metrics"]["accuracy"] <= 1.0
     assert max(v["metrics"]["mse"] for v in doc["variants"]) > 0  # some variant changed the images
     cache = next(v for v in doc["variants"] if v["name"] == "late_cache")
