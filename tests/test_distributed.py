@@ -41,7 +41,7 @@ variant late {
     cache dec[6] every 2 for t in 0..600
 }
 sweep drop skip[6..7] for t in 0..1000 by 500
-search fast speedup where ssim >= 0.5 over drop of skip[5..7] for t in 0..1000 by 500
+search fast speedup where ssim >= 0.5 over drop of mid, dec[6..8] for t in 0..1000 by 500
 """
 BATCH = 2  # variants per chunk: several chunks, so that both workers get some
 
