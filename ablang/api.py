@@ -180,6 +180,8 @@ class Study:
         emit: bool = True,
         mlflow: str | bool | None = None,
         mlflow_experiment: str | None = None,
+        ray: str | bool | None = None,
+        ray_workers: int = 0,
         quiet: bool = False,
         console: Console | None = None,
     ) -> RunResults:
@@ -191,7 +193,11 @@ class Study:
 
         ``mlflow``: a tracking URI (``"sqlite:///mlflow.db"``), or True for MLflow's default, logs
         the run there when it is done (``ablang.mlflow_log``), in ``mlflow_experiment`` (default:
-        the study's file name). MLflow is checked for before anything runs."""
+        the study's file name). MLflow is checked for before anything runs.
+
+        ``ray``: run the variants on a Ray cluster (``docs/scaling.md``), as ``--ray`` does:
+        an address (``"HOST:PORT"``, ``"auto"``), True for a local one, False for none; None
+        follows the study's ``ray`` setting. ``ray_workers`` 0: one per GPU, else per CPU."""
         self._require_model("run")
         from ablang.analysis import RunResults
         from ablang.run import RunOptions, run_plan
@@ -206,7 +212,14 @@ class Study:
                 raise StudyError.of(e, self.text, self.path) from None
         target = Path(out) if out is not None else self.default_out()
         options = RunOptions(
-            out=target, mode=mode, resume=resume, device=device, batch=batch, emit=emit
+            out=target,
+            mode=mode,
+            resume=resume,
+            device=device,
+            batch=batch,
+            emit=emit,
+            ray=("local" if ray else "off") if isinstance(ray, bool) else ray,
+            ray_workers=ray_workers,
         )
         try:
             res = run_plan(self.plan, options, console or _console(quiet))

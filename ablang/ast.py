@@ -12,8 +12,8 @@ Shapes, top down::
 
     Study
       statements: Title | ModelStmt | SamplerStmt | SeedStmt | SamplesStmt | PromptsStmt
-                | MetricsStmt | DeviceStmt | BandsStmt | Intervention | VariantBlock | SweepStmt
-                | SearchStmt | EmitStmt
+                | MetricsStmt | DeviceStmt | RayStmt | BandsStmt | Intervention | VariantBlock
+                | SweepStmt | SearchStmt | EmitStmt
       comments:   Comment (kept for the formatter)
     Intervention: op, targets (Selector...), factor / every, window
     Selector:     kind + indices (IndexAt | IndexRange | IndexAll), or a bare name (mid)
@@ -285,6 +285,18 @@ class DeviceStmt(Setting):
 
 
 @dataclass(frozen=True)
+class RayStmt(Setting):
+    """``ray local``, ``ray auto`` or ``ray "HOST:PORT"``: run the variants on a Ray cluster."""
+
+    KEY: ClassVar[str] = "ray"
+    where: Name | Str
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def code(self) -> str:
+        return f"ray {self.where.code()}"
+
+
+@dataclass(frozen=True)
 class BandOption:
     """``cut 4``, ``floor 0.0001``, ``split 0.5``."""
 
@@ -408,6 +420,7 @@ Statement = (
     | PromptsStmt
     | MetricsStmt
     | DeviceStmt
+    | RayStmt
     | BandsStmt
     | Intervention
     | VariantBlock

@@ -23,7 +23,7 @@ from pygments.token import (
 )
 
 STATEMENTS = (
-    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "bands",
+    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "bands", "ray",
     "variant", "sweep", "search", "emit",
 )  # fmt: skip
 OPS = ("drop", "zero", "scale", "cache")

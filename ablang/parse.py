@@ -168,6 +168,10 @@ class _Build:
     def device(self, meta, c):
         return ast.DeviceStmt(_name(c[0]), span=_mspan(meta))
 
+    def ray(self, meta, c):
+        where = _str(c[0]) if c[0].type == "STRING" else _name(c[0])
+        return ast.RayStmt(where, span=_mspan(meta))
+
     def bands(self, meta, c):
         return ast.BandsStmt(tuple(c), span=_mspan(meta))
 

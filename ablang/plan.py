@@ -216,6 +216,9 @@ class Plan:
     emits: tuple[Emit, ...] = ()
     num_timesteps: int = 1000
     bands: BandSpec = BandSpec()  # the `bands` line
+    # `ray local|auto|"HOST:PORT"` (ablang/distributed.py): where the variants run, never what
+    # they compute, so it takes no part in equality (nor in a resumed run's fingerprint)
+    ray: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def baseline(self) -> Variant:

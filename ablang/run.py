@@ -13,10 +13,11 @@ import dataclasses
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from rich.console import Console
@@ -44,6 +45,9 @@ from ablang.results import Cost, Measurement, Results, SearchResult, VariantResu
 from ablang.runlock import lock_run_dir
 from ablang.session import Session
 
+if TYPE_CHECKING:
+    from ablang.distributed import RayRunner
+
 PROGRESS_COLUMNS = (
     TextColumn("{task.description}"),
     BarColumn(),
@@ -65,6 +69,10 @@ class RunOptions:
     batch: int = 0  # measure mode: variants per batched forward (0 = sized automatically)
     emit: bool = True  # write the study's ``emit`` samplers after the run
     force: bool = False  # the emits may replace files that ablang did not generate
+    # Ray (ablang/distributed.py): None: the study's `ray` setting; "off": none; "local": a Ray
+    # cluster started on this machine; "auto" or "HOST:PORT": an existing one
+    ray: str | None = None
+    ray_workers: int = 0  # 0: one per GPU of the cluster, else one per CPU
 
 
 def default_out(plan: Plan) -> Path:
@@ -133,7 +141,34 @@ def auto_batch(model: LoadedModel, rows_per_variant: int) -> int:
     return max(1, budget // max(1, rows_per_variant))
 
 
+def ray_address(plan: Plan, options: RunOptions) -> str | None:
+    """Where the variants run: a Ray address, or None for this process."""
+    address = options.ray if options.ray is not None else plan.ray
+    return None if address in (None, "off") else address
+
+
 # ---------------------------------------------------------------------------- the steps
+
+
+@contextmanager
+def open_runner(plan: Plan, options: RunOptions, console: Console) -> Iterator[RayRunner | None]:
+    """The Ray workers for the run's variants and search candidates (None: run them here); they
+    load the model while this process runs the baseline, and stop when the run ends."""
+    address = ray_address(plan, options)
+    if address is None:
+        yield None
+        return
+    from ablang.distributed import open_runner as start
+
+    runner = start(plan, address, options.device or plan.device, options.ray_workers)
+    console.print(
+        f"Ray: {runner.cluster.describe()} on {'a local cluster' if address == 'local' else address}"
+        + (f", connected in {runner.connect_seconds:.1f} s" if runner.started else "")
+    )
+    try:
+        yield runner
+    finally:
+        runner.close()
 
 
 @dataclass
@@ -230,9 +265,22 @@ def run_variants(
     mode: Mode,
     max_chunks: int,
     bars: _Progress,
+    runner: RayRunner | None = None,
 ) -> None:
-    """Every variant not yet journaled, in batches that share the baseline's prefix."""
+    """Every variant not yet journaled, in batches that share the baseline's prefix; on the Ray
+    workers when there is a ``runner``, journaled here as each batch comes back."""
     steps = session.steps
+    if runner is not None:
+        task = bars.progress.add_task(f"variants on {runner.cluster.describe()}", total=len(todo))
+        for group, got in runner.run_groups(
+            batches(todo, steps, max_chunks), baseline, mode, session.setup
+        ):
+            for variant, s in zip(group, got):
+                journal.append(s, variant_identity(variant))
+            bars.progress.advance(task, len(group))
+            bars.progress.advance(bars.study, (len(steps) - got[0].start_step) * len(group))
+        bars.progress.remove_task(task)
+        return
     for group in batches(todo, steps, max_chunks):
         label = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} batched)"
         total = len(steps) - session.schedule(group[0]).first_active
@@ -286,6 +334,7 @@ def run_plan_searches(
     max_chunks: int,
     done: dict[str, Samples],
     console: Console,
+    runner: RayRunner | None = None,
 ) -> tuple[list[SearchResult], list[VariantResult], dict[str, Variant]]:
     """Each search of the plan, after the variants; its best variant joins the results (and
     ``done``) under the search's name, and its images the journal (``open_run`` finds them)."""
@@ -294,7 +343,12 @@ def run_plan_searches(
     from ablang.search import SearchOptions, run_searches
 
     lookahead = 1 if session.device.type == "cpu" else max_chunks
-    search_options = SearchOptions(mode=options.mode, batch=max_chunks, lookahead=lookahead)
+    search_options = SearchOptions(
+        mode=options.mode,
+        batch=max_chunks,
+        lookahead=lookahead,
+        runner=runner.run_groups if runner is not None else None,
+    )
     searched, best_samples = run_searches(
         session.plan, session.executor, baseline, measure, session.flops, search_options, console
     )
@@ -373,11 +427,14 @@ def run_plan(plan: Plan, options: RunOptions, console: Console | None = None) ->
     its samplers; returns the ``Results``."""
     console = console or Console()
     out = options.out or default_out(plan)
-    with lock_run_dir(out):  # one writer per run directory, held until the last file is written
-        return _run_locked(plan, options, out, console)
+    # one writer per run directory, held until the last file is written (Ray workers never write)
+    with lock_run_dir(out), open_runner(plan, options, console) as runner:
+        return _run_locked(plan, options, out, console, runner)
 
 
-def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) -> Results:
+def _run_locked(
+    plan: Plan, options: RunOptions, out: Path, console: Console, runner: RayRunner | None = None
+) -> Results:
     started = time.perf_counter()
     session = load_session(plan, options)
     journal = open_journal(session, out, options, console)
@@ -387,7 +444,7 @@ def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) ->
     with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
         bars = _Progress(progress, progress.add_task("study", total=planned))
         baseline = run_baseline(session, journal, bars, planned, console)
-        run_variants(session, journal, baseline, todo, options.mode, max_chunks, bars)
+        run_variants(session, journal, baseline, todo, options.mode, max_chunks, bars, runner)
 
     done = journal.done
     done["baseline"] = baseline_samples(session, baseline)
@@ -402,7 +459,7 @@ def _run_locked(plan: Plan, options: RunOptions, out: Path, console: Console) ->
     )
     variants = measure_variants(session, measure, done, baseline)
     searched, best, found = run_plan_searches(
-        session, journal, options, baseline, measure, max_chunks, done, console
+        session, journal, options, baseline, measure, max_chunks, done, console, runner
     )
     seconds = time.perf_counter() - started
     res = collect_results(

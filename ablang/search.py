@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,13 +48,20 @@ import torch
 
 from ablang.compile import Mode, schedule
 from ablang.cost import FlopCounter
-from ablang.execute import Executor, Samples, Trajectory, batches
+from ablang.execute import Executor, RunSetup, Samples, Trajectory, batches
 from ablang.measure import Measure
 from ablang.plan import Constraint, Intervention, Plan, Search, Variant, Window
 from ablang.results import HIGHER_IS_CLOSER, Outcome, PathStep, Point, SearchResult
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+# Runs chunks of variants from a trajectory's states, yielding each chunk's samples as it
+# completes (ablang.distributed.RayRunner.run_groups: the candidates on a Ray cluster).
+GroupRunner = Callable[
+    [list[list[Variant]], Trajectory, Mode, RunSetup],
+    Iterable[tuple[list[Variant], list[Samples]]],
+]
 
 # Sensitivities below this count as this, so that saving / sensitivity stays finite: candidates
 # that change (almost) nothing are ordered by their saving alone.
@@ -75,6 +82,9 @@ class SearchOptions:
     # could raise the speedup by less than that share.
     min_saving: float = 0.001
     max_trials: int | None = None  # greedy: stop after this many measured combinations
+    # Where the candidates alone run (None: on the executor, one chunk after the other). The
+    # greedy's combinations always run here: each depends on the one accepted before it.
+    runner: GroupRunner | None = None
 
 
 # ---------------------------------------------------------------------------- bounds
@@ -288,6 +298,14 @@ class _Search:
         groups = batches(variants, self.steps, chunks)
         total = sum(len(self.steps) - schedule(g[0], self.steps).first_active for g in groups)
         done = 0
+        if self.options.runner is not None:
+            for group, got in self.options.runner(groups, self.baseline, mode, self.ex.setup):
+                for samples in got:
+                    images[samples.variant] = samples.images
+                    self.ex.evaluations += samples.evaluations  # counted as if run here
+                done += (len(self.steps) - got[0].start_step) * len(group)
+                self.on_step("candidates", done, total)
+            groups = []
         for group in groups:
 
             def tick() -> None:

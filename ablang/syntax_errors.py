@@ -32,7 +32,7 @@ from lark.lexer import PatternStr
 from ablang.errors import AblangError, Span, did_you_mean
 
 STATEMENTS = (
-    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "bands",
+    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "bands", "ray",
     "drop", "zero", "scale", "cache", "variant", "sweep", "search", "emit",
 )  # fmt: skip
 OPS = ("drop", "zero", "scale", "cache")

@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("search", ("ablang.search",)),
     ("report", ("ablang.heatmap", "ablang.phases", "ablang.report")),
     ("emit", ("ablang.emit",)),
-    ("session", ("ablang.session", "ablang.train")),
+    ("session", ("ablang.session", "ablang.train", "ablang.distributed")),
     ("run", ("ablang.run",)),
     ("run directories", ("ablang.run_dir", "ablang.html", "ablang.mlflow_log")),
     ("cli", ("ablang.commands", "ablang.commands.*", "ablang.cli")),

@@ -1,4 +1,5 @@
-"""``ablang run STUDY.abl [--out DIR] [--mode measure|accelerate] [--resume] [--device ...]``."""
+"""``ablang run STUDY.abl [--out DIR] [--mode measure|accelerate] [--resume] [--device ...]
+[--ray [ADDRESS] | --no-ray] [--ray-workers N]``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ablang.commands.args import non_negative_int
+from ablang.commands.args import non_negative_int, positive_int
 from ablang.commands.check import check_file, print_warnings
 from ablang.errors import AblangError, render_error, render_errors
-from ablang.run import RunOptions, default_out, run_plan
+from ablang.run import RunOptions, default_out, ray_address, run_plan
 
 
 def add_arguments(parser) -> None:
@@ -47,6 +48,30 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="let the study's emits replace files that ablang did not generate",
     )
+    ray = parser.add_mutually_exclusive_group()
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the variants on a Ray cluster: HOST:PORT, auto (the one `ray start` runs "
+        "here), or none given: a local one; needs pip install 'ablang[ray]' (docs/scaling.md)",
+    )
+    ray.add_argument(
+        "--no-ray",
+        dest="ray",
+        action="store_const",
+        const="off",
+        help="run here even if the study says `ray ...`",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="Ray workers (default: one per GPU of the cluster, else one per CPU)",
+    )
     parser.add_argument(
         "--mlflow",
         nargs="?",
@@ -77,6 +102,10 @@ def resume_command(args, plan) -> str:
         words.append("--no-emit")
     if getattr(args, "force", False):
         words.append("--force")
+    if getattr(args, "ray", None):
+        words += ["--no-ray"] if args.ray == "off" else ["--ray", args.ray]
+    if getattr(args, "ray_workers", 0):
+        words += ["--ray-workers", str(args.ray_workers)]
     return shlex.join(words + ["--resume"])
 
 
@@ -108,11 +137,21 @@ def run(args) -> int:
         batch=args.batch,
         emit=not args.no_emit,
         force=args.force,
+        ray=args.ray,
+        ray_workers=args.ray_workers,
     )
+    assert checked.plan is not None  # no errors, model available: resolved
+    if ray_address(checked.plan, options) is not None:
+        from ablang.distributed import require_ray
+
+        try:
+            require_ray()
+        except AblangError as e:
+            print(render_error(e, None, args.study), file=sys.stderr)
+            return 2
     try:
         # logs and CI are not terminals: give the table room rather than rich's 80 columns
         console = Console() if sys.stdout.isatty() else Console(width=150)
-        assert checked.plan is not None  # no errors, model available: resolved
         run_plan(checked.plan, options, console)
         if args.mlflow is not None:
             from ablang.mlflow_log import log_run

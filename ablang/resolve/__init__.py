@@ -5,7 +5,7 @@ all at once (``AblangErrors``, sorted by position). What resolution does:
 
 - settings: each at most once (a second ``seed`` is an error pointing at both), values checked,
   defaults filled in (seed 0, samples 4, model's prompts, metrics mse + ssim, ddpm 100 steps,
-  device auto);
+  device auto, no ray);
 - selectors expand to concrete components (``skip[*]``, ``skip[-1]``, ``skip[2..5]``,
   ``level[k]``), checked against the table;
 - windows are checked against ``[0, T)`` (``for t``) or the sampler's steps (``for step``) and,
@@ -33,6 +33,7 @@ from ablang.resolve.settings import (
     metrics,
     model,
     prompts,
+    ray,
     sampler,
     setting,
     settings,
@@ -98,6 +99,7 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         prompts=prompts(cx, setting(found, ast.PromptsStmt)),
         metrics=measured,
         device=device(cx, setting(found, ast.DeviceStmt)),
+        ray=ray(cx, setting(found, ast.RayStmt)),
         bands=bands(cx, setting(found, ast.BandsStmt)),
         variants=all_variants,
         sweeps=sweeps,

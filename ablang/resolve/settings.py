@@ -294,6 +294,38 @@ def bands(cx: Context, stmt: ast.BandsStmt | None) -> BandSpec:
     return BandSpec(cut, floor, split, span=stmt.span)
 
 
+RAY_NAMES = ("local", "auto")
+
+
+def ray(cx: Context, stmt: ast.RayStmt | None) -> str | None:
+    """``ray local`` (a cluster started on this machine), ``ray auto`` (the one ``ray start``
+    runs here) or ``ray "HOST:PORT"`` (``"ray://HOST:PORT"`` for Ray Client); None without."""
+    if stmt is None:
+        return None
+    where = stmt.where
+    if isinstance(where, ast.Name):
+        if where.value not in RAY_NAMES:
+            cx.diag.error(
+                f"unknown Ray cluster `{where.value}`",
+                where.span,
+                "ray-address",
+                hint=did_you_mean(where.value, RAY_NAMES)
+                or 'write `ray local`, `ray auto` or `ray "HOST:PORT"`',
+            )
+            return None
+        return where.value
+    host, _, port = where.value.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or any(c.isspace() for c in where.value):
+        cx.diag.error(
+            f'"{where.value}" is not a Ray address',
+            where.span,
+            "ray-address",
+            hint='write the head node as "HOST:PORT", such as "10.0.0.5:6379"',
+        )
+        return None
+    return where.value
+
+
 def device(cx: Context, stmt: ast.DeviceStmt | None) -> Device:
     if stmt is None:
         return "auto"
