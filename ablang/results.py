@@ -236,9 +236,9 @@ class SearchResult:
             "periods": list(s.cache_periods),
             "baseline": {"metrics": dict(self.baseline_metrics)},
             "validation": None
-            if s.validation is None
+            if self.validation_baseline is None
             else {
-                "samples": s.validation.samples,
+                "samples": s.validation.samples if s.validation is not None else None,
                 "seeds": list(self.validation_seeds),
                 "baseline": dict(self.validation_baseline or {}),
                 "bounds": list(self.validation_bounds or ()),

@@ -33,6 +33,13 @@ variants, on the same executor, baseline and metrics::
 - The best variant is the fastest feasible point measured (the greedy's last accepted variant,
   unless a candidate alone beats it), less the interventions that cannot change its images
   (a cache of a block that a later block's cache makes dead at the same steps), in schedule order.
+- Validation (``validate N samples [seed S]``, on by default): the greedy decides on the study's
+  images only; then every measured combination that holds there, and the points that hold there
+  fastest first until one holds on the validation images too, are measured again on images of
+  other seeds (``ValidationSet``: the same prompts and sampler, its own baseline; relative bounds
+  move with that baseline). A point is feasible only where both hold (one not measured there is
+  not feasible), and the best variant is the fastest point that holds on both: the validation
+  images choose among what the search found, they never steer the greedy.
 - Nothing is random: the same plan on the same machine gives the same path and best variant.
 """
 
