@@ -376,6 +376,19 @@ class SearchOp:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """``validate N samples [seed S]``: the images a search's points are measured on again."""
+
+    samples: Number
+    seed: Number | None = None
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def code(self) -> str:
+        text = f"validate {self.samples.code()} samples"
+        return text + (f" seed {self.seed.code()}" if self.seed is not None else "")
+
+
+@dataclass(frozen=True)
 class SearchStmt:
     """``search [NAME] speedup where C and C over OPS of SELECTORS [for t in A..B by W]``."""
 
@@ -385,6 +398,7 @@ class SearchStmt:
     ops: tuple[SearchOp, ...]
     targets: tuple[Selector, ...]
     window: Window | None = None
+    validation: Validation | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
     def code(self) -> str:
@@ -396,7 +410,8 @@ class SearchStmt:
             + ", ".join(o.code() for o in self.ops)
             + f" of {_targets_code(self.targets)}"
         )
-        return text + (f" {self.window.code()}" if self.window is not None else "")
+        text += f" {self.window.code()}" if self.window is not None else ""
+        return text + (f" {self.validation.code()}" if self.validation is not None else "")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ STATEMENTS = (
 OPS = ("drop", "zero", "scale", "cache")
 CLAUSES = (
     "for", "in", "by", "every", "where", "and", "over", "of", "from", "config",
-    "steps", "eta", "guidance", "t", "step", "cut", "floor", "split",
+    "steps", "eta", "guidance", "t", "step", "cut", "floor", "split", "validate",
 )  # fmt: skip
 COMPONENTS = ("enc", "dec", "skip", "level", "mid")
 CONSTANTS = (

@@ -227,6 +227,7 @@ class _Build:
 
     def search(self, meta, c):
         name, objective, *rest = c
+        validation = rest.pop()
         window = rest.pop()
         targets = rest.pop()
         return ast.SearchStmt(
@@ -236,8 +237,12 @@ class _Build:
             tuple(x for x in rest if isinstance(x, ast.SearchOp)),
             targets,
             window,
+            validation,
             span=_mspan(meta),
         )
+
+    def validation(self, meta, c):
+        return ast.Validation(_number(c[0]), _opt(c[1], _number), span=_mspan(meta))
 
     def constraint(self, meta, c):
         metric, cmp, value, percent = c

@@ -135,8 +135,22 @@ class Constraint:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """``validate N samples seed S``: N samples per prompt, seeds S .. S+N-1, none of them the
+    study's; a search's reported points are measured again on these images."""
+
+    samples: int
+    seed: int
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.samples))
+
+
+@dataclass(frozen=True)
 class Search:
-    """``search speedup where ... over OPS of COMPONENTS for t in A..B by W``."""
+    """``search speedup where ... over OPS of COMPONENTS for t in A..B by W validate N samples``."""
 
     name: str
     objective: str  # "speedup"
@@ -144,8 +158,14 @@ class Search:
     ops: tuple[Op, ...]
     components: tuple[str, ...]
     windows: tuple[Window, ...]
-    every: int = 2  # period used for cache candidates
+    every: int = 2  # period used for cache candidates (the first of ``periods``)
     span: Span | None = field(default=None, compare=False, repr=False)
+    periods: tuple[int, ...] = ()  # every period cache candidates try; () = (every,)
+    validation: Validation | None = None  # None: the points are measured on the study's images only
+
+    @property
+    def cache_periods(self) -> tuple[int, ...]:
+        return self.periods or (self.every,)
 
 
 @dataclass(frozen=True)

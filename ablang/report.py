@@ -136,6 +136,10 @@ def _search_json(s: Search, results: Results) -> dict:
         "components": list(s.components),
         "windows": [w.to_json() for w in s.windows],
         "every": s.every,
+        "periods": list(s.cache_periods),
+        "validation": None
+        if s.validation is None
+        else {"samples": s.validation.samples, "seeds": list(s.validation.seeds)},
     }
 
 
@@ -480,6 +484,9 @@ def search_table(result) -> Table:
         caption += (
             f"; {len(result.redundant)} accepted ones left out of the best (they change nothing)"
         )
+    validates = result.validation_baseline is not None
+    if validates:
+        caption += f"; val.: measured again on {len(result.validation_seeds)} images of other seeds"
     table = Table(
         title=f"search {s.name}: speedup where {bounds}", title_style="bold", caption=caption
     )
@@ -492,6 +499,22 @@ def search_table(result) -> Table:
     metrics = list(dict.fromkeys(c.metric for c in s.constraints))
     for m in metrics:
         table.add_column(m, justify="right")
+    if validates:
+        # the same metrics on the validation seeds; `-` where a point was not measured there
+        # (it breaks a bound on the study's images already)
+        for m in metrics:
+            table.add_column(f"val. {m}", justify="right")
+        table.add_column("feasible", justify="left")
+
+    def validation(p) -> list:
+        if not validates:
+            return []
+        values = [
+            format_metric(m, p.validation.get(m)) if p.validation is not None else "-"
+            for m in metrics
+        ]
+        return [*values, "yes" if p.feasible else "no"]
+
     k = 0
     for p in result.path:
         if p.combined is None:
@@ -506,6 +529,7 @@ def search_table(result) -> Table:
             Text("accepted", style="green") if ok else Text("rejected", style="red"),
             f"{p.combined.speedup:.2f}x",
             *[format_metric(m, p.combined.metrics.get(m)) for m in metrics],
+            *validation(p.combined),
             style="bold" if ok else "dim",
         )
     best = result.best
@@ -517,6 +541,7 @@ def search_table(result) -> Table:
         "",
         Text(f"{best.speedup:.2f}x", style="bold"),
         *[format_metric(m, best.metrics.get(m)) for m in metrics],
+        *validation(best),
         end_section=True,
     )
     return table

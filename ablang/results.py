@@ -174,8 +174,18 @@ class Point:
     kind: Literal["baseline", "single", "combination"]
     interventions: tuple[Intervention, ...]
     speedup: float  # FLOP-bound
-    metrics: dict[str, float]
-    feasible: bool  # every bound holds
+    metrics: dict[str, float]  # on the study's images (the ones the search optimises on)
+    # Every bound holds: on the study's images, and where the search validates, on the
+    # validation images too (a point not measured there is not feasible).
+    feasible: bool
+    fits_search: bool | None = None  # every bound holds on the study's images; None: = feasible
+    validation: dict[str, float] | None = None  # the same metrics on the validation images
+    fits_validation: bool | None = None  # every bound holds there; None: not measured there
+
+    @property
+    def fits(self) -> bool:
+        """Whether every bound holds on the images the search optimises on."""
+        return self.feasible if self.fits_search is None else self.fits_search
 
     def to_json(self) -> dict:
         return {
@@ -184,6 +194,9 @@ class Point:
             "speedup": self.speedup,
             "metrics": dict(self.metrics),
             "feasible": self.feasible,
+            "fits_search": self.fits,
+            "validation": dict(self.validation) if self.validation is not None else None,
+            "fits_validation": self.fits_validation,
         }
 
 
@@ -211,6 +224,7 @@ class PathStep:
             "speedup": self.combined.speedup if self.combined else None,
             "metrics": dict(self.combined.metrics) if self.combined else None,
             "feasible": self.combined.feasible if self.combined else None,
+            "validation": self.combined.validation if self.combined else None,
         }
 
 
@@ -228,6 +242,11 @@ class SearchResult:
     redundant: tuple[Intervention, ...]
     evaluations: int  # Unet image-forwards the search spent
     seconds: float
+    # the validation images (None: the search does not validate): their seeds, the baseline's
+    # metrics on them and the bounds there (relative bounds move with that baseline)
+    validation_seeds: tuple[int, ...] = ()
+    validation_baseline: dict[str, float] | None = None
+    validation_bounds: tuple[float, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -256,7 +275,16 @@ class SearchResult:
             "components": list(s.components),
             "windows": [w.to_json() for w in s.windows],
             "every": s.every,
+            "periods": list(s.cache_periods),
             "baseline": {"metrics": dict(self.baseline_metrics)},
+            "validation": None
+            if self.validation_baseline is None
+            else {
+                "samples": s.validation.samples if s.validation is not None else None,
+                "seeds": list(self.validation_seeds),
+                "baseline": dict(self.validation_baseline or {}),
+                "bounds": list(self.validation_bounds or ()),
+            },
             "candidates": dict(self.candidates),
             "best": {
                 "name": s.name,
@@ -264,6 +292,8 @@ class SearchResult:
                 "speedup": self.best.speedup,
                 "metrics": dict(self.best.metrics),
                 "feasible": self.best.feasible,
+                "validation": self.best.validation,
+                "fits_validation": self.best.fits_validation,
                 "redundant": [iv.label() for iv in self.redundant],
             },
             "path": [p.to_json() for p in self.path],

@@ -39,7 +39,7 @@ from ablang.journal import Journal
 from ablang.measure import Measure, MeasureOptions, check_metrics, versions
 from ablang.models.base import LoadedModel
 from ablang.phases import measured_metrics
-from ablang.plan import Emit, Plan, Variant
+from ablang.plan import Emit, Plan, Validation, Variant
 from ablang.report import print_report, write_report
 from ablang.results import Cost, Measurement, Results, SearchResult, VariantResult
 from ablang.runlock import lock_run_dir
@@ -340,7 +340,7 @@ def run_plan_searches(
     ``done``) under the search's name, and its images the journal (``open_run`` finds them)."""
     if not session.plan.searches:
         return [], [], {}
-    from ablang.search import SearchOptions, run_searches
+    from ablang.search import SearchOptions, ValidationSet, run_searches, validation_set
 
     lookahead = 1 if session.device.type == "cpu" else max_chunks
     search_options = SearchOptions(
@@ -349,8 +349,31 @@ def run_plan_searches(
         lookahead=lookahead,
         runner=runner.run_groups if runner is not None else None,
     )
+    sets: dict[Validation, ValidationSet] = {}  # searches on the same seeds share one baseline
+
+    def validations(v: Validation) -> ValidationSet:
+        if v not in sets:
+            sets[v] = validation_set(
+                session.plan,
+                v,
+                session.model,
+                session.diffusion,
+                session.device,
+                session.programs,
+                measure.names,
+                measure.options,
+            )
+        return sets[v]
+
     searched, best_samples = run_searches(
-        session.plan, session.executor, baseline, measure, session.flops, search_options, console
+        session.plan,
+        session.executor,
+        baseline,
+        measure,
+        session.flops,
+        search_options,
+        console,
+        validations,
     )
     found: dict[str, Variant] = {}
     results = []

@@ -33,11 +33,19 @@ variants, on the same executor, baseline and metrics::
 - The best variant is the fastest feasible point measured (the greedy's last accepted variant,
   unless a candidate alone beats it), less the interventions that cannot change its images
   (a cache of a block that a later block's cache makes dead at the same steps), in schedule order.
+- Validation (``validate N samples [seed S]``, on by default): the greedy decides on the study's
+  images only; then every measured combination that holds there, and the points that hold there
+  fastest first until one holds on the validation images too, are measured again on images of
+  other seeds (``ValidationSet``: the same prompts and sampler, its own baseline; relative bounds
+  move with that baseline). A point is feasible only where both hold (one not measured there is
+  not feasible), and the best variant is the fastest point that holds on both: the validation
+  images choose among what the search found, they never steer the greedy.
 - Nothing is random: the same plan on the same machine gives the same path and best variant.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -46,11 +54,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ablang.compile import Mode, schedule
+from ablang.compile import Mode, ProgramCache, schedule
 from ablang.cost import FlopCounter
-from ablang.execute import Executor, RunSetup, Samples, Trajectory, batches
-from ablang.measure import Measure
-from ablang.plan import Constraint, Intervention, Plan, Search, Variant, Window
+from ablang.diffusion import Diffusion
+from ablang.execute import Executor, RunSetup, Samples, Trajectory, batches, make_setup
+from ablang.measure import Measure, MeasureOptions
+from ablang.models.base import LoadedModel
+from ablang.plan import Constraint, Intervention, Plan, Search, Validation, Variant, Window
 from ablang.results import HIGHER_IS_CLOSER, Outcome, PathStep, Point, SearchResult
 
 if TYPE_CHECKING:
@@ -149,6 +159,50 @@ def pareto_front(points: list[Point] | tuple[Point, ...], metric: str) -> tuple[
     return tuple(i for _, i in sorted(front))
 
 
+# ---------------------------------------------------------------------------- validation
+
+
+@dataclass
+class ValidationSet:
+    """The images a search's points are measured on again: an executor over seeds the search
+    never optimises on, its own baseline (computed once), and metrics against that baseline."""
+
+    executor: Executor
+    baseline: Trajectory
+    measure: Measure
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.executor.setup.seeds
+
+    def metrics(self, ivs: tuple[Intervention, ...]) -> dict[str, float]:
+        """A variant's metrics on the validation images, run from the validation baseline's
+        prefix in accelerate mode (one variant)."""
+        if not ivs:
+            return self.measure.metrics(self.baseline.xs[-1])
+        variant = Variant("validation", ivs, "search")
+        (s,) = self.executor.run_batch([variant], self.baseline, "accelerate")
+        return self.measure.metrics(s.images)
+
+
+def validation_set(
+    plan: Plan,
+    validation: Validation,
+    model: LoadedModel,
+    diffusion: Diffusion,
+    device: torch.device,
+    programs: ProgramCache,
+    metrics: tuple[str, ...],
+    options: MeasureOptions,
+) -> ValidationSet:
+    """The validation images of ``validation``: the study's prompts, sampler and model, with
+    ``validation.samples`` samples per prompt from ``validation.seed`` on."""
+    other = dataclasses.replace(plan, seed=validation.seed, samples=validation.samples)
+    ex = Executor(model, diffusion, make_setup(other, model, diffusion), device, programs)
+    baseline = ex.baseline()
+    return ValidationSet(ex, baseline, Measure(metrics, model, baseline.xs[-1], ex.setup.prompts))
+
+
 # ---------------------------------------------------------------------------- running
 
 
@@ -185,8 +239,13 @@ class _Search:
         flops: FlopCounter,
         options: SearchOptions,
         on_step: Callable[[str, int, int], None] | None,
+        validation: ValidationSet | None = None,
     ) -> None:
         self.search, self.ex, self.baseline = search, executor, baseline
+        self.validation = validation
+        self.validated: dict[tuple[Intervention, ...], dict[str, float]] = {}
+        self.val_base: dict[str, float] = {}  # the validation baseline's metrics, once measured
+        self.val_bounds: tuple[float, ...] = ()
         self.measure, self.flops, self.options = measure, flops, options
         self.on_step = on_step or (lambda phase, done, total: None)
         self.steps = list(executor.setup.steps)
@@ -201,10 +260,10 @@ class _Search:
         f = self.flops.trajectory(schedule(Variant("v", ivs), self.steps))
         return self.base_flops / f if f else math.inf
 
-    def feasible(self, metrics: dict[str, float]) -> bool:
+    def feasible(self, metrics: dict[str, float], bounds: tuple[float, ...] | None = None) -> bool:
         return all(
             holds(c.cmp, metrics.get(c.metric, math.nan), b)
-            for c, b in zip(self.search.constraints, self.bounds)
+            for c, b in zip(self.search.constraints, self.bounds if bounds is None else bounds)
         )
 
     def sensitivity(self, metrics: dict[str, float]) -> float:
@@ -268,8 +327,9 @@ class _Search:
     def candidates(self) -> tuple[list[Intervention], dict[str, int]]:
         s, table = self.search, self.ex.model.table
         grid = [
-            Intervention(op, comp, w, every=s.every if op == "cache" else None)
+            Intervention(op, comp, w, every=every)
             for op in s.ops
+            for every in (s.cache_periods if op == "cache" else (None,))
             for comp in s.components
             for w in s.windows
         ]
@@ -380,7 +440,7 @@ class _Search:
                 trials += 1
                 ivs = (*current.interventions, cands[i])
                 p = self.point(f"+ {cands[i].label()}", "combination", ivs, images[pos])
-                accepted = p.feasible and p.speedup > current.point.speedup
+                accepted = p.fits and p.speedup > current.point.speedup
                 path.append(
                     PathStep(
                         cands[i],
@@ -405,16 +465,16 @@ class _Search:
                 break
         best_point = current.point
         for p in self.points:  # a candidate alone may beat the greedy's combination
-            if p.feasible and p.speedup > best_point.speedup:
+            if p.fits and p.speedup > best_point.speedup:
                 best_point = p
+        if self.validation is not None:
+            best_point, path = self.validate(best_point, path)
         kept_ivs = self.simplify(best_point.interventions)
-        best = Point(
-            self.search.name,
-            best_point.kind,
-            self.in_order(kept_ivs),
-            self.speedup(kept_ivs),
-            best_point.metrics,
-            best_point.feasible,
+        best = dataclasses.replace(
+            best_point,
+            label=self.search.name,
+            interventions=self.in_order(kept_ivs),
+            speedup=self.speedup(kept_ivs),
         )
         removed = tuple(iv for iv in best_point.interventions if iv not in kept_ivs)
         pareto = {c.metric: pareto_front(self.points, c.metric) for c in self.search.constraints}
@@ -430,7 +490,75 @@ class _Search:
             redundant=removed,
             evaluations=self.ex.evaluations - evals,
             seconds=time.perf_counter() - started,
+            validation_seeds=self.validation.seeds if self.validation else (),
+            validation_baseline=dict(self.val_base) if self.validation else None,
+            validation_bounds=self.val_bounds if self.validation else None,
         )
+
+    def validate(self, best: Point, path: list[PathStep]) -> tuple[Point, list[PathStep]]:
+        """Measure the reported points again on the validation images: every measured
+        combination that keeps the bounds on the study's images, then the points that do, fastest
+        first, until one keeps them on the validation images too; that one is the best. A point
+        is feasible only where both hold, so one not measured there is not feasible."""
+        assert self.validation is not None
+        self.val_base = self.validation.metrics(())
+        self.val_bounds = tuple(bound(c, self.val_base[c.metric]) for c in self.search.constraints)
+        checked: dict[int, Point] = {}
+
+        def check(p: Point) -> Point:
+            if id(p) not in checked:
+                if p.interventions not in self.validated:
+                    n = len(self.validated) + 1
+                    self.on_step("validation", n, n)
+                    self.validated[p.interventions] = (
+                        self.val_base
+                        if not p.interventions
+                        else self.validation.metrics(p.interventions)  # type: ignore[union-attr]
+                    )
+                metrics = self.validated[p.interventions]
+                fits = self.feasible(metrics, self.val_bounds)
+                checked[id(p)] = dataclasses.replace(
+                    p,
+                    feasible=p.fits and fits,
+                    fits_search=p.fits,
+                    validation=dict(metrics),
+                    fits_validation=fits,
+                )
+            return checked[id(p)]
+
+        for step in path:
+            if step.combined is not None and step.combined.fits:
+                check(step.combined)
+        chosen = None
+        # the greedy's own choice first among equals, then the rest by speedup, fastest first
+        ranked = sorted(
+            (p for p in self.points if p.fits),
+            key=lambda p: (-p.speedup, p is not best),
+        )
+        for p in ranked:
+            if check(p).fits_validation:
+                chosen = checked[id(p)]
+                break
+        base = check(self.points[0])
+        if chosen is None:  # not even the baseline keeps an absolute bound there
+            chosen = base
+
+        def unchecked(p: Point) -> Point:
+            return dataclasses.replace(p, feasible=False, fits_search=p.fits)
+
+        def final(p: Point) -> Point:
+            return checked[id(p)] if id(p) in checked else unchecked(p)
+
+        self.points = [final(p) for p in self.points]
+        path = [
+            dataclasses.replace(
+                s,
+                alone=final(s.alone),
+                combined=final(s.combined) if s.combined is not None else None,
+            )
+            for s in path
+        ]
+        return chosen, path
 
     def simplify(self, ivs: tuple[Intervention, ...]) -> tuple[Intervention, ...]:
         """``ivs`` without the interventions that cannot change the images: at every step where
@@ -474,7 +602,7 @@ class _Search:
 
     def skip(self, current: _State, iv: Intervention, alone: Point) -> Outcome | None:
         """Why ``iv`` is not worth measuring with the current variant, or None."""
-        if not alone.feasible:
+        if not alone.fits:
             return "infeasible alone"
         if conflicts(current.interventions, iv):
             return "conflict"
@@ -491,11 +619,14 @@ def run_search(
     flops: FlopCounter,
     options: SearchOptions = SearchOptions(),
     on_step: Callable[[str, int, int], None] | None = None,
+    validation: ValidationSet | None = None,
 ) -> SearchResult:
     """Run one ``search`` on ``executor`` (its setup, programs and device), against
-    the ``baseline`` trajectory already computed. ``on_step(phase, done, total)`` reports
-    progress ("candidates", then "combinations" once per sampler step of each measurement)."""
-    return _Search(search, executor, baseline, measure, flops, options, on_step).run()
+    the ``baseline`` trajectory already computed; ``validation``: the images its reported points
+    are measured on again (None: none). ``on_step(phase, done, total)`` reports progress
+    ("candidates", then "combinations" once per sampler step of each measurement, then
+    "validation" once per point measured there)."""
+    return _Search(search, executor, baseline, measure, flops, options, on_step, validation).run()
 
 
 def run_searches(
@@ -506,6 +637,7 @@ def run_searches(
     flops: FlopCounter,
     options: SearchOptions,
     console: Console | None = None,
+    validations: Callable[[Validation], ValidationSet] | None = None,
 ) -> tuple[list[SearchResult], list[Samples]]:
     """Every search of ``plan``, with a progress bar each; returns the results and the samples
     of each best variant, run once more from the baseline's prefix in ``options.mode`` (one
@@ -529,7 +661,11 @@ def run_searches(
                     task, description=f"search {name}: {phase}", completed=done, total=total
                 )
 
-            result = run_search(search, executor, baseline, measure, flops, options, on_step)
+            check = None
+            if search.validation is not None and validations is not None:
+                progress.update(task, description=f"search {search.name}: validation baseline")
+                check = validations(search.validation)
+            result = run_search(search, executor, baseline, measure, flops, options, on_step, check)
         found.append(result)
         best = result.best_variant()
         if best.interventions:
@@ -538,10 +674,15 @@ def run_searches(
             s = Samples(best.name, baseline.xs[-1], 0, baseline.seconds, 0)
         samples.append(s)
         if console is not None:
+            validated = (
+                f", validated on {len(result.validation_seeds)} other seeds"
+                if result.validation_seeds
+                else ""
+            )
             console.print(
                 f"search {search.name}: {result.best.speedup:.2f}x FLOP speedup with "
                 f"{len(best.interventions)} interventions, after {len(result.points) - 1} "
-                f"measurements in {result.seconds:.0f} s"
+                f"measurements in {result.seconds:.0f} s{validated}"
                 + ("" if result.best.feasible else " (the baseline itself breaks a bound)")
             )
     return found, samples

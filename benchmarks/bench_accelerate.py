@@ -1,7 +1,8 @@
 """Emitted accelerated samplers against the emitted baseline: speed and quality, in one run.
 
     python benchmarks/bench_accelerate.py [--study studies/accelerate.abl] [--variant NAME ...]
-        [--emitted PATH.py ...] [--n 2] [--prompts 0,1,...,9] [--repeats 3] [--threads N]
+        [--emitted PATH.py ...] [--searched PATH.py] [--n 2] [--quality-n N] [--prompts 0,1,...,9]
+        [--repeats 3] [--threads N]
     python benchmarks/bench_accelerate.py --glide [--glide-channels 64] [--steps 10] [...]
 
 For each variant of the study (default: its named variants), the study's baseline and the variant
@@ -24,6 +25,13 @@ for a busy one) and sampled with ``--steps`` respaced steps (default 10) instead
 so every block reaches the image. The paper reports about 27% less sampling time for its
 accelerated sampler; the study's ``fast`` variant is that schedule. Without glide-text2im (not on
 PyPI) it says so and exits 0.
+
+``--searched PATH.py`` is ``--emitted`` for the best variant of the study's search: its row is
+named ``searched``, and unless ``--seed`` says otherwise the seeds start after every seed the
+search saw (the study's and its validation seeds), so its figures are on images the search
+never optimised on nor validated on. ``--quality-n N`` measures ssim and fid on N images per
+prompt (the untimed warm-up run) while the timed runs keep ``--n`` (fid wants about 1,000
+images; timing does not need them).
 
 Columns:
   FLOPs x     FLOP-bound speedup: the Unet FLOPs of the baseline sampler's whole run over the
@@ -109,6 +117,16 @@ def pick_variants(plan: Plan, names: list[str]) -> list[Variant]:
             )
             sys.exit(f"bench_accelerate: the study has no variant {name!r}; {why}")
     return out
+
+
+def unseen_seed(plan: Plan) -> int:
+    """The first seed after every seed the study's searches saw: the study's own and each
+    search's validation seeds."""
+    last = plan.seed + plan.samples
+    for search in plan.searches:
+        if search.validation is not None:
+            last = max(last, search.validation.seed + search.validation.samples)
+    return last
 
 
 def same_setting(base, other, path: Path) -> None:
@@ -207,7 +225,17 @@ def main() -> int:
         metavar="PATH.py",
         help="an already emitted sampler to benchmark instead of the study's variants (repeatable)",
     )
+    ap.add_argument(
+        "--searched",
+        type=Path,
+        default=None,
+        metavar="PATH.py",
+        help="the study's searched sampler, measured on seeds the search never saw",
+    )
     ap.add_argument("--n", type=int, default=None, help="images per prompt (default 2, --glide 1)")
+    ap.add_argument(
+        "--quality-n", type=int, default=None, help="images per prompt for ssim/fid (default: --n)"
+    )
     ap.add_argument(
         "--prompts",
         default=None,
@@ -249,6 +277,8 @@ def main() -> int:
         n = args.n or 2
         prompts = args.prompts.split(",") if args.prompts else list(plan.prompts)
     seed = plan.seed if args.seed is None else args.seed
+    if args.searched is not None and args.seed is None:
+        seed = unseen_seed(plan)
     model = load_adapter(plan.model).load(torch.device(args.device))
     from ablang.compile import ProgramCache
 
@@ -259,26 +289,32 @@ def main() -> int:
     )
     base.module = load_module(base.path, "emitted_baseline")
     samplers: list[Sampler] = []
+    if args.searched is not None:
+        module = load_module(args.searched, "emitted_searched")
+        same_setting(base.module, module, args.searched)
+        samplers.append(Sampler("searched", args.searched, module))
     if args.emitted:
         for k, path in enumerate(args.emitted):
             module = load_module(path, f"emitted_{k}")
             same_setting(base.module, module, path)
             samplers.append(Sampler(path.stem, path, module))
-    else:
+    elif args.searched is None:
         for k, v in enumerate(pick_variants(plan, args.variant)):
             path = emit_sampler(plan, v, model, out / f"variant_{k}.py", programs)
             samplers.append(Sampler(v.name, path, load_module(path, f"emitted_{k}")))
 
+    quality_n = args.quality_n or n
     unet = base.module.load_model(args.device)  # one model for every sampler: loading is not timed
     print(
         f"{plan.source}: {len(samplers)} samplers vs the baseline on {model.label}, "
-        f"{plan.sampler.kind} {plan.sampler.steps} steps, {n} x {len(prompts)} images, "
+        f"{plan.sampler.kind} {plan.sampler.steps} steps, {n} x {len(prompts)} images "
+        f"timed, {quality_n} x {len(prompts)} measured, seeds from {seed}, "
         f"{args.repeats} repeats, {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
 
     for s in [base, *samplers]:
         s.flops = count_flops(s.module, unet, prompts[0], args.device)
-        _, s.images = timed(s.module, unet, n, prompts, seed, args.device)  # warm-up
+        _, s.images = timed(s.module, unet, quality_n, prompts, seed, args.device)  # warm-up
     pairs: dict[str, list[float]] = {s.name: [] for s in samplers}  # baseline seconds next to each
     for r in range(args.repeats):
         for s in samplers:

@@ -123,6 +123,10 @@ def plan_summary(plan: Plan) -> dict:
                 "components": list(s.components),
                 "windows": [w.label() for w in s.windows],
                 "every": s.every,
+                "periods": list(s.cache_periods),
+                "validation": None
+                if s.validation is None
+                else [s.validation.samples, list(s.validation.seeds)],
             }
             for s in plan.searches
         ],

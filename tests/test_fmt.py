@@ -77,7 +77,7 @@ def test_syntax_error_is_raised_not_formatted():
 # A study is generated as lines of tokens; any run of blanks may go between two tokens, and at
 # least one between two words (`by 0.5`, not `by0.5`).
 NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(
-    lambda s: s not in {"t", "step", "by", "for", "in", "every"}
+    lambda s: s not in {"t", "step", "by", "for", "in", "every", "validate"}
 )
 INTS = st.integers(min_value=-20, max_value=2000).map(str)
 NUMS = st.one_of(
@@ -181,6 +181,15 @@ simple_statement = st.one_of(
         st.just("of"),
         targets,
         window,
+        st.one_of(
+            st.just([]),
+            joined(
+                st.just("validate"),
+                INTS,
+                st.just("samples"),
+                st.one_of(st.just([]), joined(st.just("seed"), INTS)),
+            ),
+        ),
     ),
     joined(st.just("emit"), st.just("sampler"), STRINGS, st.just("from"), NAMES),
 )

@@ -23,7 +23,7 @@ VALID = [p.read_bytes() for p in sorted(FIXTURES.glob("plan/*.abl"))]  # mutants
 TOKENS = [
     "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "drop", "zero",
     "scale", "cache", "variant", "sweep", "search", "emit", "for", "t", "step", "in", "by", "every",
-    "where", "and", "over", "of", "from", "config", "steps", "eta", "guidance", "speedup", "tiny",
+    "where", "and", "over", "of", "from", "validate", "config", "steps", "eta", "guidance", "speedup", "tiny",
     "glide", "ddim", "mid", "skip", "enc", "dec", "level", "baseline", "ssim", "fid", "mse",
     "[", "]", "{", "}", ",", "*", "..", "..=", "%", ">=", "<", "=", "-", "(", ")", "#", '"', '"x"',
     "0", "3", "-1", "1000", "999", "0.5", "+10", "1e999", "7" * 400, "9" * 5000, "\n", "\n\n", " ", "\t", "\r",

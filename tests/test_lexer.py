@@ -54,6 +54,9 @@ def test_token_kinds():
     assert (String.Double, '"build/fast.py"') in kinds('emit sampler "build/fast.py" from late')
     assert (Number, "+10%") in kinds("search speedup where fid <= +10% over drop of mid")
     assert (Operator, "<=") in kinds("search speedup where fid <= +10% over drop of mid")
+    assert (Keyword.Reserved, "validate") in kinds(
+        "search speedup where fid <= +10% over drop of mid validate 4 samples seed 9"
+    )
 
 
 def test_keywords_only_as_whole_words():

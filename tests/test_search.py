@@ -24,11 +24,12 @@ from ablang.diffusion import Diffusion
 from ablang.execute import Executor, make_setup
 from ablang.measure import Measure
 from ablang.models import tiny
-from ablang.plan import Constraint, Intervention, Search, Window
+from ablang.plan import Constraint, Intervention, Search, Validation, Window
 from ablang.report import save_search_png, search_table
 from ablang.search import (
     Point,
     SearchOptions,
+    ValidationSet,
     _Search,
     bound,
     conflicts,
@@ -37,6 +38,7 @@ from ablang.search import (
     pareto_front,
     run_search,
     slack_used,
+    validation_set,
 )
 
 CPU = torch.device("cpu")
@@ -270,6 +272,127 @@ def test_results_json_table_and_plot(found, tmp_path):
     assert "accepted" in text and "best:" in text
     png = save_search_png(found, tmp_path / "search_search.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.fixture(scope="module")
+def checking(setting):
+    """The validation images of the search tests: one sample per digit from seed 1 (the study
+    has seed 0)."""
+    ex, _, measure, _ = setting
+    plan = dataclasses.replace(make_plan(steps=6, samples=1), metrics=measure.names)
+    return validation_set(
+        plan, Validation(1, 1), ex.model, ex.diffusion, CPU, ex.programs, measure.names,
+        measure.options,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def validated(setting, checking):
+    ex, baseline, measure, flops = setting
+    return run_search(SEARCH, ex, baseline, measure, flops, SearchOptions(batch=4), None, checking)
+
+
+def test_validation_uses_other_seeds_and_shares_no_image(setting, checking, validated):
+    ex, baseline, _, _ = setting
+    assert set(checking.seeds).isdisjoint(ex.setup.seeds)
+    assert set(validated.validation_seeds) == set(checking.seeds)
+    assert checking.executor.setup.prompts == ex.setup.prompts  # the same digits, other noise
+    for a in checking.executor.x_T:
+        assert not any(torch.equal(a, b) for b in ex.x_T)
+    for a in checking.baseline.xs[-1]:
+        assert not any(torch.equal(a, b) for b in baseline.xs[-1])
+    # a validated point's numbers are its own measurement there, not the study's numbers
+    measured = [p for p in validated.points if p.validation is not None and p.interventions]
+    assert measured and any(p.validation["mse"] != p.metrics["mse"] for p in measured)
+
+
+def test_a_validated_point_is_feasible_only_where_both_hold(validated):
+    assert validated.validation_bounds is not None
+    for p in (*validated.points, validated.best):
+        both = p.fits and p.fits_validation is True
+        assert p.feasible == both
+        if p.fits_validation is not None:
+            assert p.fits_validation == all(
+                holds(c.cmp, p.validation[c.metric], b)
+                for c, b in zip(validated.search.constraints, validated.validation_bounds)
+            )
+    best = validated.best
+    assert best.feasible and best.fits_validation
+    # no point that holds on both is faster than the best
+    assert all(p.speedup <= best.speedup * (1 + 1e-9) for p in validated.points if p.feasible)
+
+
+class _FailsOn(ValidationSet):
+    """Validation images on which the listed variants break every bound (a search that fits
+    its own images and not others)."""
+
+    def __init__(self, real: ValidationSet, failing: set) -> None:
+        super().__init__(real.executor, real.baseline, real.measure)
+        self.failing = failing
+
+    def metrics(self, ivs):
+        got = super().metrics(ivs)
+        return {m: math.inf for m in got} if ivs in self.failing else got
+
+
+def test_a_point_infeasible_on_validation_is_never_reported_feasible(setting, checking, found):
+    """The unvalidated search's best breaks the bounds on the validation images: it is not
+    reported feasible anywhere, and the best is the fastest point that holds on both."""
+    ex, baseline, measure, flops = setting
+    assert found.best.interventions, "the search must find something for this test to mean it"
+    bad = set()
+    for p in found.points:  # the best as measured (before redundant interventions went)
+        if p.feasible and p.speedup >= max(q.speedup for q in found.points if q.feasible) - 1e-9:
+            bad.add(p.interventions)
+    failing = _FailsOn(checking, bad)
+    got = run_search(SEARCH, ex, baseline, measure, flops, SearchOptions(batch=4), None, failing)
+    for p in got.points:
+        if p.interventions in bad:
+            assert p.fits and p.fits_validation is False and not p.feasible
+    for step in got.path:
+        if step.combined is not None and step.combined.interventions in bad:
+            assert not step.combined.feasible
+    assert got.best.feasible and got.best.fits_validation
+    assert got.best.speedup < found.best.speedup
+    ok = [p for p in got.points if p.feasible]
+    assert got.best.speedup >= max(p.speedup for p in ok) - 1e-9
+
+
+def test_validation_failing_everything_leaves_the_baseline(setting, checking):
+    ex, baseline, measure, flops = setting
+    everything = _FailsOn(checking, set())
+    everything.metrics = lambda ivs: (  # type: ignore[method-assign]
+        ValidationSet.metrics(everything, ivs)
+        if not ivs
+        else dict.fromkeys(measure.names, math.inf)
+    )
+    got = run_search(SEARCH, ex, baseline, measure, flops, SearchOptions(batch=4), None, everything)
+    assert any(p.fits for p in got.points if p.interventions)  # it fit its own images
+    assert not got.best.interventions and got.best.feasible
+    assert not any(p.feasible for p in got.points if p.interventions)
+
+
+def test_validated_results_json_and_table(validated):
+    doc = json.loads(json.dumps(validated.to_json(), allow_nan=False))
+    assert doc["validation"]["seeds"] == list(validated.validation_seeds)
+    assert doc["best"]["validation"] == validated.best.validation
+    console = Console(file=io.StringIO(), width=200)
+    console.print(search_table(validated))
+    text = console.file.getvalue()
+    assert "val. mse" in text and "val. fid" in text and "feasible" in text
+
+
+def test_several_cache_periods_are_candidates_of_their_own(setting):
+    ex, baseline, measure, flops = setting
+    s = dataclasses.replace(SEARCH, ops=("cache",), every=2, periods=(2, 3))
+    cands, _ = _Search(s, ex, baseline, measure, flops, SearchOptions(), None).candidates()
+    assert {iv.every for iv in cands} == {2, 3}
+    assert {(iv.component, iv.window) for iv in cands if iv.every == 2} == {
+        (iv.component, iv.window) for iv in cands if iv.every == 3
+    }
 
 
 # --------------------------------------------------------------------------- in a run

@@ -84,6 +84,10 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
     sampler_spec = sampler(cx, setting(found, ast.SamplerStmt), spec.kind if spec else None)
     cx.steps = sampler_spec.steps
     measured = metrics(cx, setting(found, ast.MetricsStmt), model_stmt)
+    cx.seed = count(
+        cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED
+    )
+    cx.samples = count(cx.diag, setting(found, ast.SamplesStmt), "samples", minimum=1, default=4)
     all_variants, sweeps, searches = variants(cx, measured)
     study = setting(found, ast.Title)
     return Plan(
@@ -92,10 +96,8 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         title=study.title.value if study is not None else "",
         source=source,
         sha256=sha256,
-        seed=count(
-            cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED
-        ),
-        samples=count(cx.diag, setting(found, ast.SamplesStmt), "samples", minimum=1, default=4),
+        seed=cx.seed,
+        samples=cx.samples,
         prompts=prompts(cx, setting(found, ast.PromptsStmt)),
         metrics=measured,
         device=device(cx, setting(found, ast.DeviceStmt)),

@@ -21,6 +21,8 @@ class Context:
     table: ComponentTable | None
     diag: Diagnostics = field(default_factory=Diagnostics)
     steps: int = DEFAULT_STEPS  # the sampler's, once known; bounds `for step` windows
+    seed: int = 0  # the study's, once known; a search's validation seeds follow them
+    samples: int = 4
 
     def __post_init__(self) -> None:
         table = self.table

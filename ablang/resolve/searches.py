@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ablang import ast
 from ablang.errors import did_you_mean
-from ablang.plan import QUALITY_METRICS, Constraint, Op, Search
+from ablang.plan import QUALITY_METRICS, Constraint, Op, Search, Validation
 from ablang.resolve.context import Context, count, real
 from ablang.resolve.selectors import distinct, droppable, select
+from ablang.resolve.settings import MAX_SEED
 from ablang.resolve.windows import windows_of
 
 OBJECTIVES = ("speedup",)
@@ -37,7 +38,7 @@ def search_of(
         if got is not None:
             constraints.append(got)
     ops: list[Op] = []
-    every = 2
+    periods: list[int] = []
     for op in stmt.ops:
         if op.op not in SEARCH_OPS:
             cx.diag.error(
@@ -47,17 +48,26 @@ def search_of(
                 hint="a search tries drop, zero and cache; use a sweep to scale",
             )
             ok = False
+        elif op.op == "cache":
+            # `cache every 2, cache every 4`: each period is a candidate of its own
+            every = count(cx.diag, op.every, "every", minimum=1, default=0) if op.every else 2
+            if not every:
+                ok = False
+            elif every in periods:
+                cx.diag.error(f"`cache every {every}` is listed twice", op.span, "search-op")
+                ok = False
+            else:
+                periods.append(every)
+                ops += [] if "cache" in ops else ["cache"]
         elif op.op in ops:
             cx.diag.error(f"`{op.op}` is listed twice", op.span, "search-op")
             ok = False
         else:
             ops.append(op.op)
-            if op.every is not None:
-                every = count(cx.diag, op.every, "every", minimum=1, default=0)
-                ok = ok and bool(every)
     picked = select(cx, stmt.targets)
     windows = windows_of(cx, stmt.window, split=True)
-    if picked is None or windows is None or not ok:
+    valid, check = validation_of(cx, stmt.validation)
+    if picked is None or windows is None or not ok or not valid:
         return None
     # With other ops listed too, a block that cannot be dropped stays a candidate for those;
     # the search skips the (block, drop) pairs that the table marks not droppable.
@@ -72,9 +82,41 @@ def search_of(
         tuple(ops),
         tuple(p.name for p in picked),
         tuple(windows),
-        every,
+        periods[0] if periods else 2,
         span=stmt.span,
+        periods=tuple(periods) if len(periods) > 1 else (),
+        validation=check,
     )
+
+
+def validation_of(cx: Context, stmt: ast.Validation | None) -> tuple[bool, Validation | None]:
+    """Whether the clause is right, and the search's validation images: by default as many
+    samples again, with the seeds that follow the study's; ``validate 0 samples`` turns it off
+    (None)."""
+    if stmt is None:
+        return True, Validation(cx.samples, cx.seed + cx.samples)
+    samples = count(cx.diag, stmt.samples, "validate", minimum=0, default=-1)
+    if samples < 0:
+        return False, None
+    if samples == 0:
+        return True, None
+    if stmt.seed is None:
+        return True, Validation(samples, cx.seed + cx.samples, span=stmt.span)
+    seed = count(cx.diag, stmt.seed, "seed", minimum=0, default=-1, maximum=MAX_SEED)
+    if seed < 0:
+        return False, None
+    if seed < cx.seed + cx.samples and cx.seed < seed + samples:
+        last = cx.seed + cx.samples - 1
+        cx.diag.error(
+            f"validation seeds {seed}..{seed + samples - 1} overlap the study's seeds "
+            f"{cx.seed}..{last}",
+            stmt.seed.span,
+            "validation-seeds",
+            hint=f"validation must use images the search never saw: `seed {last + 1}` or above "
+            "(or leave out the seed)",
+        )
+        return False, None
+    return True, Validation(samples, seed, span=stmt.span)
 
 
 def constraint(cx: Context, c: ast.Constraint, metrics: tuple[str, ...]) -> Constraint | None:
