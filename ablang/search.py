@@ -242,7 +242,7 @@ class _Search:
         ex = self.ex
         scheds = [schedule(v, self.steps) for v in variants]
         x = x.to(ex.device).repeat(len(variants), 1, 1, 1)
-        caches: list[dict[str, torch.Tensor]] = [{} for _ in variants]
+        caches = [ex.new_caches() for _ in variants]
         kept: list[dict[int, torch.Tensor]] = [{} for _ in variants]
         total = len(self.steps) - start
         for step in self.steps[start:]:

@@ -21,6 +21,8 @@ class Context:
     table: ComponentTable | None
     diag: Diagnostics = field(default_factory=Diagnostics)
     steps: int = DEFAULT_STEPS  # the sampler's, once known; bounds `for step` windows
+    model_kind: str | None = None  # the study's model kind, once known
+    guidance: float | None = None  # the sampler's guidance (None: the model's default)
 
     def __post_init__(self) -> None:
         table = self.table
