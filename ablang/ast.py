@@ -359,19 +359,22 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SearchOp:
-    """One op a search may try: ``drop``, ``zero``, ``cache every 3``, (``scale by F``, rejected)."""
+    """One op a search may try: ``drop``, ``zero``, ``cache every 3``, (``scale by F``, rejected),
+    optionally on one side of guidance: ``cache every 3 on uncond``."""
 
     op: Literal["drop", "zero", "scale", "cache"]
     every: Number | None = None
     factor: Number | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    side: Name | None = None
 
     def code(self) -> str:
+        side = f" on {self.side.code()}" if self.side is not None else ""
         if self.every is not None:
-            return f"{self.op} every {self.every.code()}"
+            return f"{self.op} every {self.every.code()}{side}"
         if self.factor is not None:
-            return f"{self.op} by {self.factor.code()}"
-        return self.op
+            return f"{self.op} by {self.factor.code()}{side}"
+        return self.op + side
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,9 @@ class Executor:
         images each: in accelerate mode one chunk's program (one per half where the halves
         differ), in measure mode the union's program with a mask per rule, chunk and half."""
         chunks = len(rules_per_chunk)
+        for c in caches:  # a caller's fresh `{}` is an empty Caches
+            for h in self.halves:
+                c.setdefault(h, {})
         t = runtime.model_timesteps(self.table, step.index, x.shape[0], self.device)
         cond = runtime.tile_cond(self.cond, chunks)
         uncond = runtime.tile_cond(self.uncond, chunks) if self.doubled else None

@@ -247,13 +247,13 @@ class _Build:
         )
 
     def search_drop(self, meta, c):
-        return ast.SearchOp("drop", span=_mspan(meta))
+        return ast.SearchOp("drop", side=c[0], span=_mspan(meta))
 
     def search_zero(self, meta, c):
-        return ast.SearchOp("zero", span=_mspan(meta))
+        return ast.SearchOp("zero", side=c[0], span=_mspan(meta))
 
     def search_cache(self, meta, c):
-        return ast.SearchOp("cache", every=_opt(c[0], _number), span=_mspan(meta))
+        return ast.SearchOp("cache", every=_opt(c[0], _number), side=c[1], span=_mspan(meta))
 
     def search_scale(self, meta, c):
         return ast.SearchOp("scale", factor=_opt(c[0], _number), span=_mspan(meta))

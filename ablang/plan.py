@@ -170,6 +170,12 @@ class Search:
     windows: tuple[Window, ...]
     every: int = 2  # period used for cache candidates
     span: Span | None = field(default=None, compare=False, repr=False)
+    sides: tuple[Side, ...] = ()  # per op: the side of guidance its candidates act on; () all both
+
+    def op_sides(self) -> list[tuple[Op, Side]]:
+        """Each op a search tries, with the side of guidance its candidates act on."""
+        sides: tuple[Side, ...] = self.sides or tuple("both" for _ in self.ops)
+        return list(zip(self.ops, sides))
 
 
 @dataclass(frozen=True)

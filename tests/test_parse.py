@@ -433,3 +433,11 @@ def test_side_after_the_window_says_where_it_goes():
     err = e.value.errors[0]
     assert err.code == "syntax/side-after-window" and err.span.col == 30
     assert err.hint == "write `drop skip[3] on uncond for t in 0..300`"
+
+
+def test_search_ops_on_one_side():
+    (stmt,) = parse(
+        "search speedup where ssim >= 0.9 over drop on uncond, cache every 3 on cond of mid"
+    ).statements
+    assert [o.code() for o in stmt.ops] == ["drop on uncond", "cache every 3 on cond"]
+    assert stmt.ops[0].side == ast.Name("uncond")

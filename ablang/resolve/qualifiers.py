@@ -13,8 +13,9 @@ from ablang.resolve.context import Context, count
 CacheWhen = tuple[int | None, int | None, tuple[int, ...] | None]  # every, grow, at
 
 
-def side_of(cx: Context, iv: ast.Intervention) -> Side | None:
-    """The side an intervention acts on ("both" without ``on``). None after an error."""
+def side_of(cx: Context, iv: ast.Intervention | ast.SearchOp) -> Side | None:
+    """The side an intervention (or a search's op) acts on ("both" without ``on``). None after
+    an error."""
     if iv.side is None:
         return "both"
     name = iv.side.value
