@@ -152,13 +152,20 @@ class Executor:
         if mode == "accelerate":
             assert chunks == 1, "accelerate mode runs one variant per batch"
             cond_rules, uncond_rules = halves(rules_per_chunk[0])
-            parts = [caches[0][h] for h in self.halves]
-            if self.doubled and cond_rules != uncond_rules:
+            own = caches[0]
+            if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
                 return runtime.guided_halves(
-                    lambda xin, t, c: self._accelerate(cond_rules, parts[:1], xin, t, c),
-                    lambda xin, t, c: self._accelerate(uncond_rules, parts[1:], xin, t, c),
-                    *(x, t, cond, uncond, g, channels, last),
+                    lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], xin, t, c),
+                    lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], xin, t, c),
+                    x,
+                    t,
+                    cond,
+                    uncond,
+                    g,
+                    channels,
+                    last,
                 )
+            parts = [own[h] for h in self.halves]  # in the batch's order of halves
 
             def whole(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
                 return self._accelerate(cond_rules, parts, xin, t, c)
@@ -185,7 +192,8 @@ class Executor:
 
     @property
     def halves(self) -> tuple[str, ...]:
-        """The parts of a guided batch, each with its own cached values; one without guidance."""
+        """The halves of a guided batch in batch order (``runtime.guided_output``: ``[cond;
+        uncond]``), each with its own cached values; one part without guidance."""
         return HALVES if self.doubled else HALVES[:1]
 
     def new_caches(self) -> Caches:

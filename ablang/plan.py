@@ -170,12 +170,11 @@ class Search:
     windows: tuple[Window, ...]
     every: int = 2  # period used for cache candidates
     span: Span | None = field(default=None, compare=False, repr=False)
-    sides: tuple[Side, ...] = ()  # per op: the side of guidance its candidates act on; () all both
+    sides: tuple[tuple[Op, Side], ...] = ()  # ops whose candidates act on one side of guidance
 
-    def op_sides(self) -> list[tuple[Op, Side]]:
-        """Each op a search tries, with the side of guidance its candidates act on."""
-        sides: tuple[Side, ...] = self.sides or tuple("both" for _ in self.ops)
-        return list(zip(self.ops, sides))
+    def side_of(self, op: Op) -> Side:
+        """The side of guidance ``op``'s candidates act on (`over drop on uncond of ...`)."""
+        return dict(self.sides).get(op, "both")
 
 
 @dataclass(frozen=True)

@@ -258,8 +258,8 @@ class _Search:
     def candidates(self) -> tuple[list[Intervention], dict[str, int]]:
         s, table = self.search, self.ex.model.table
         grid = [
-            Intervention(op, comp, w, every=s.every if op == "cache" else None, side=side)
-            for op, side in s.op_sides()
+            Intervention(op, comp, w, every=s.every if op == "cache" else None, side=s.side_of(op))
+            for op in s.ops
             for comp in s.components
             for w in s.windows
         ]

@@ -324,7 +324,7 @@ def test_candidates_carry_the_side_of_their_op(setting):
     and their FLOPs count each half's program."""
     ex, baseline, measure, flops = setting
     sided = dataclasses.replace(
-        SEARCH, ops=("drop", "cache"), sides=("uncond", "both"), components=("dec[5]",)
+        SEARCH, ops=("drop", "cache"), sides=(("drop", "uncond"),), components=("dec[5]",)
     )
     s = _Search(sided, ex, baseline, measure, flops, SearchOptions(min_saving=0.0), None)
     grid = {(iv.op, iv.side) for iv in s.candidates()[0]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ablang import ast
 from ablang.errors import Note, did_you_mean
 from ablang.models.kinds import KINDS
-from ablang.plan import SIDES, Intervention, Side
+from ablang.plan import SIDES, Intervention, Op, Side
 from ablang.resolve.context import Context, count
 
 CacheWhen = tuple[int | None, int | None, tuple[int, ...] | None]  # every, grow, at
@@ -37,6 +37,30 @@ def side_of(cx: Context, iv: ast.Intervention | ast.SearchOp) -> Side | None:
         )
         return None
     return name
+
+
+def search_sides(cx: Context, ops: tuple[ast.SearchOp, ...]) -> tuple[tuple[Op, Side], ...] | None:
+    """The ops of a search that name a side of guidance, with it (`over drop on uncond, cache
+    of ...`); one side per op for all its candidates. None after an error."""
+    found: dict[Op, tuple[Side, ast.SearchOp]] = {}
+    ok = True
+    for op in ops:
+        side = side_of(cx, op)
+        if side is None:
+            ok = False
+        elif op.op in found and found[op.op][0] != side:
+            first = found[op.op][1]
+            cx.diag.error(
+                f"contradictory sides for `{op.op}`: `{first.code()}` and `{op.code()}`",
+                op.span,
+                "contradictory-sides",
+                hint="one side for all of an op's candidates; a second search can try the other",
+                notes=[Note("the other one", first.span)],
+            )
+            ok = False
+        else:
+            found.setdefault(op.op, (side, op))
+    return tuple((op, s) for op, (s, _) in found.items() if s != "both") if ok else None
 
 
 def unguided(cx: Context) -> str | None:

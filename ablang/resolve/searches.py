@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ablang import ast
 from ablang.errors import did_you_mean
-from ablang.plan import QUALITY_METRICS, Constraint, Op, Search, Side
+from ablang.plan import QUALITY_METRICS, Constraint, Op, Search
 from ablang.resolve.context import Context, count, real
-from ablang.resolve.qualifiers import side_of
+from ablang.resolve.qualifiers import search_sides
 from ablang.resolve.selectors import distinct, droppable, select
 from ablang.resolve.windows import windows_of
 
@@ -38,11 +38,8 @@ def search_of(
         if got is not None:
             constraints.append(got)
     ops: list[Op] = []
-    sides: list[Side] = []
     every = 2
     for op in stmt.ops:
-        side = side_of(cx, op)
-        ok = ok and side is not None
         if op.op not in SEARCH_OPS:
             cx.diag.error(
                 f"a search does not try `{op.op}`",
@@ -51,22 +48,22 @@ def search_of(
                 hint="a search tries drop, zero and cache; use a sweep to scale",
             )
             ok = False
-        elif side is not None and (op.op, side) in set(zip(ops, sides)):
-            cx.diag.error(f"`{op.code()}` is listed twice", op.span, "search-op")
+        elif op.op in ops:
+            cx.diag.error(f"`{op.op}` is listed twice", op.span, "search-op")
             ok = False
-        elif side is not None:
+        else:
             ops.append(op.op)
-            sides.append(side)
             if op.every is not None:
                 every = count(cx.diag, op.every, "every", minimum=1, default=0)
                 ok = ok and bool(every)
+    sides = search_sides(cx, stmt.ops)
     picked = select(cx, stmt.targets)
     windows = windows_of(cx, stmt.window, split=True)
-    if picked is None or windows is None or not ok:
+    if picked is None or windows is None or sides is None or not ok:
         return None
     # With other ops listed too, a block that cannot be dropped stays a candidate for those;
     # the search skips the (block, drop) pairs that the table marks not droppable.
-    if set(ops) == {"drop"}:
+    if ops == ["drop"]:
         picked = droppable(cx, "drop", picked, leave_out_wildcards=True)
     picked = distinct(cx, picked)
     name = stmt.name.value if stmt.name is not None else default_name
@@ -79,7 +76,7 @@ def search_of(
         tuple(windows),
         every,
         span=stmt.span,
-        sides=tuple(sides) if any(s != "both" for s in sides) else (),
+        sides=sides,
     )
 
 
