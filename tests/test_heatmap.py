@@ -122,3 +122,21 @@ def test_png_with_infinite_or_constant_values(tmp_path, metric):
     object.__setattr__(bl, "metrics", {metric: math.inf if metric == "psnr" else 1.0})
     path = save_heatmap_png(sweep, results, metric, tmp_path / "h.png")
     assert path.stat().st_size > 1000
+
+
+def test_sweep_titles_name_schedules_and_sides():
+    from ablang.heatmap import sweep_title
+    from ablang.parse import parse
+    from ablang.resolve import resolve
+
+    study = parse(
+        "model tiny\nsampler ddpm steps 10 guidance 3\n"
+        "sweep scale mid by 0.5 on uncond for t in 0..1000 by 500\n"
+        "sweep cache dec[1] every 2 growing by 1 on cond\n"
+        "sweep cache dec[1] at step 0, 4 for step in 0..10 by 5\n"
+    )
+    assert [sweep_title(s) for s in resolve(study, None).sweeps] == [
+        "sweep sweep1: scale by 0.5 on uncond",
+        "sweep sweep2: cache every 2 growing by 1 on cond",
+        "sweep sweep3: cache at step 0, 4",
+    ]
