@@ -99,8 +99,8 @@ class Intervention:
         """`` every 2``, `` every 2 growing by 1``, `` at t 900, 500``; "" for other ops."""
         if self.op != "cache":
             return ""
-        if self.at is not None:
-            return f" at {self.at_kind} {', '.join(map(str, self.at))}"
+        if self.at is not None:  # a sweep cell may keep no entry: its window's first step only
+            return f" at {self.at_kind} {', '.join(map(str, self.at)) or '(window start)'}"
         return f" every {self.every}" + (f" growing by {self.grow}" if self.grow else "")
 
     def label(self) -> str:

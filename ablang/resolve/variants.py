@@ -46,11 +46,18 @@ def interventions(
     factor, (every, grow, at) = params
     at_kind = iv.at_var
     out = [
-        Intervention(iv.op, p.name, w, factor, every, grow, at, at_kind, side, span=iv.span)
+        Intervention(
+            iv.op, p.name, w, factor, every, grow, _inside(at, w), at_kind, side, span=iv.span
+        )
         for p in picked
         for w in windows
     ]
     return out, windows
+
+
+def _inside(at: tuple[int, ...] | None, w: Window) -> tuple[int, ...] | None:
+    """A sweep cell keeps the ``at`` entries inside its own window (same unit: checked)."""
+    return at if at is None else tuple(a for a in at if w.contains(a, a))
 
 
 def params_of(
