@@ -15,7 +15,7 @@ Shapes, top down::
                 | MetricsStmt | DeviceStmt | RayStmt | BandsStmt | Intervention | VariantBlock
                 | SweepStmt | SearchStmt | EmitStmt
       comments:   Comment (kept for the formatter)
-    Intervention: op, targets (Selector...), factor / every, window
+    Intervention: op, targets (Selector...), factor / every [growing] / at, side, window
     Selector:     kind + indices (IndexAt | IndexRange | IndexAll), or a bare name (mid)
 """
 
@@ -159,14 +159,19 @@ def _targets_code(targets: tuple[Selector, ...]) -> str:
 
 @dataclass(frozen=True)
 class Intervention:
-    """``drop C [window]``, ``zero C``, ``scale C by F``, ``cache C every N``."""
+    """``drop C [on SIDE] [window]``, ``zero C``, ``scale C by F``, ``cache C every N [growing by
+    G]``, ``cache C at step A, B`` / ``at t A, B``. The side comes before the window."""
 
     op: Literal["drop", "zero", "scale", "cache"]
     targets: tuple[Selector, ...]
     window: Window | None = None
     factor: Number | None = None  # scale
-    every: Number | None = None  # cache
+    every: Number | None = None  # cache every N
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    grow: Number | None = None  # cache every N growing by G
+    at: tuple[Number, ...] | None = None  # cache at step A, B / at t A, B
+    at_var: Literal["t", "step"] = "step"
+    side: Name | None = None  # on cond / on uncond
 
     def code(self) -> str:
         text = f"{self.op} {_targets_code(self.targets)}"
@@ -174,6 +179,12 @@ class Intervention:
             text += f" by {self.factor.code()}"
         if self.every is not None:
             text += f" every {self.every.code()}"
+        if self.grow is not None:
+            text += f" growing by {self.grow.code()}"
+        if self.at is not None:
+            text += f" at {self.at_var} {', '.join(n.code() for n in self.at)}"
+        if self.side is not None:
+            text += f" on {self.side.code()}"
         return text + (f" {self.window.code()}" if self.window is not None else "")
 
 
@@ -360,19 +371,22 @@ class Constraint:
 
 @dataclass(frozen=True)
 class SearchOp:
-    """One op a search may try: ``drop``, ``zero``, ``cache every 3``, (``scale by F``, rejected)."""
+    """One op a search may try: ``drop``, ``zero``, ``cache every 3``, (``scale by F``, rejected),
+    optionally on one side of guidance: ``cache every 3 on uncond``."""
 
     op: Literal["drop", "zero", "scale", "cache"]
     every: Number | None = None
     factor: Number | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    side: Name | None = None
 
     def code(self) -> str:
+        side = f" on {self.side.code()}" if self.side is not None else ""
         if self.every is not None:
-            return f"{self.op} every {self.every.code()}"
+            return f"{self.op} every {self.every.code()}{side}"
         if self.factor is not None:
-            return f"{self.op} by {self.factor.code()}"
-        return self.op
+            return f"{self.op} by {self.factor.code()}{side}"
+        return self.op + side
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ one semantics:
 
 Each op is one rewrite function, registered in ``REWRITES``; ``build_program`` applies them in the
 order the rules are sorted. Programs are cached per rule set (``ProgramCache``).
+
+A rule acts on one or both halves of classifier-free guidance (``Rule.side``). Programs know
+nothing of sides: ``halves(rules)`` gives the side-free rule set of each half, and a step whose
+halves differ is *split*: its conditional and unconditional halves run as two programs (in
+measure mode, one program whose masks select rows per chunk and half).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 from torch import fx
 
 from ablang.diffusion import Step
-from ablang.plan import Intervention, Variant
+from ablang.plan import Intervention, Side, Variant
 from ablang.trace import TracedUnet
 
 Mode = Literal["measure", "accelerate"]
@@ -41,14 +46,36 @@ class Rule:
     op: str
     factor: float | None = None
     phase: Literal["compute", "reuse"] | None = None
+    side: Side = "both"
 
     def label(self) -> str:
         extra = f" by {self.factor:g}" if self.factor is not None else ""
         extra += f" ({self.phase})" if self.phase else ""
+        extra += f" on {self.side}" if self.side != "both" else ""
         return f"{self.op} {self.component}{extra}"
+
+    def on(self, side: Side) -> Rule:
+        return Rule(self.component, self.op, self.factor, self.phase, side)
 
 
 RuleSet = frozenset[Rule]
+HALVES: tuple[Side, Side] = ("cond", "uncond")  # the batch of guidance by doubling: [cond; uncond]
+
+
+def half(rules: RuleSet, side: Side) -> RuleSet:
+    """The side-free rules acting on one half ("cond" or "uncond") of a guided batch."""
+    return frozenset(r.on("both") for r in rules if r.side in ("both", side))
+
+
+def halves(rules: RuleSet) -> tuple[RuleSet, RuleSet]:
+    """``(conditional half's rules, unconditional half's rules)``, sides stripped."""
+    return half(rules, "cond"), half(rules, "uncond")
+
+
+def is_split(rules: RuleSet) -> bool:
+    """Whether the two halves of guidance run different programs at this step."""
+    cond, uncond = halves(rules)
+    return cond != uncond
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,11 @@ class Schedule:
         return tuple(out)
 
     @property
+    def one_sided(self) -> bool:
+        """Whether any rule acts on one half of guidance only (the run must be guided)."""
+        return any(r.side != "both" for rules in self.per_step for r in rules)
+
+    @property
     def first_active(self) -> int:
         """Index of the first step with any rule; ``len(per_step)`` when there is none. Before
         it, the variant's trajectory is the baseline's."""
@@ -88,26 +120,53 @@ class Schedule:
 
 
 def schedule(variant: Variant, steps: list[Step]) -> Schedule:
-    """Rules active at each step. ``cache C every N``: inside its window, the k-th visited step
-    (k = 0, 1, ...) computes C when k % N == 0 and reuses the last computed value otherwise."""
+    """Rules active at each step. A cache computes at the first step of its window and then as
+    its schedule says (``computes``), and reuses the last computed value at every other step."""
     per_step: list[set[Rule]] = [set() for _ in steps]
     for iv in variant.interventions:
-        visited = 0
-        for step in steps:
-            if not iv.window.contains(step.t, step.index):
-                continue
-            per_step[step.index].add(_rule(iv, visited))
-            visited += 1
+        inside = [s for s in steps if iv.window.contains(s.t, s.index)]
+        compute = computes(iv, inside) if iv.op == "cache" else set()
+        for step in inside:
+            per_step[step.index].add(_rule(iv, step.index in compute))
     return Schedule(variant.name, tuple(frozenset(s) for s in per_step))
 
 
-def _rule(iv: Intervention, visited: int) -> Rule:
+def computes(iv: Intervention, inside: list[Step]) -> set[int]:
+    """The step indices at which ``cache`` computes, of the steps ``inside`` its window (in
+    visiting order, noisiest first).
+
+    ``every N``: every N-th step of the window. ``every N growing by G``: the intervals between
+    computes are N, N+G, N+2G, ...: dense at the window's start (the noisy steps, where the
+    image's composition forms and features change fastest), sparse towards its end.
+    ``at step A, B``: those steps; ``at t A, B``: for each t, the first step at or below it.
+    The window's first step always computes: a cache has nothing to reuse before it.
+    """
+    if not inside:
+        return set()
+    out = {inside[0].index}
+    if iv.at is not None:
+        for v in iv.at:
+            if iv.at_kind == "step":
+                out |= {s.index for s in inside if s.index == v}
+            else:
+                below = [s.index for s in inside if s.t <= v]
+                out |= set(below[:1])
+        return out
+    assert iv.every, "cache needs `every N` or `at ...`"
+    k, gap = 0, iv.every
+    while k < len(inside):
+        out.add(inside[k].index)
+        k += gap
+        gap += iv.grow or 0
+    return out
+
+
+def _rule(iv: Intervention, compute: bool) -> Rule:
     if iv.op == "cache":
-        assert iv.every
-        return Rule(iv.component, "cache", phase="compute" if visited % iv.every == 0 else "reuse")
+        return Rule(iv.component, "cache", phase="compute" if compute else "reuse", side=iv.side)
     if iv.op == "scale":
-        return Rule(iv.component, "scale", factor=float(iv.factor))  # type: ignore[arg-type]
-    return Rule(iv.component, iv.op)
+        return Rule(iv.component, "scale", factor=float(iv.factor), side=iv.side)  # type: ignore[arg-type]
+    return Rule(iv.component, iv.op, side=iv.side)
 
 
 # --------------------------------------------------------------------------- graph rewrites
@@ -338,6 +397,8 @@ class ProgramCache:
         self._programs: dict[tuple[RuleSet, Mode], Program] = {}
 
     def get(self, rules: RuleSet, mode: Mode) -> Program:
+        """The program of side-free ``rules`` (a split step asks once per half: ``halves``)."""
+        assert all(r.side == "both" for r in rules), "programs are built per half"
         key = (rules, mode)
         if key not in self._programs:
             self._programs[key] = build_program(self.traced, rules, mode)

@@ -2,14 +2,16 @@
 
 FLOPs are counted by ``torch.utils.flop_counter`` on the *accelerate* program of every rule set
 (one image, once per rule set), so they are what the variant costs when its shortcuts are really
-taken, whichever mode ran it. Guidance by batch doubling counts two forwards per image and step.
+taken, whichever mode ran it. Guidance by batch doubling counts two forwards per image and step:
+the conditional half's program and the unconditional half's, which differ where an intervention
+acts on one side of guidance.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ablang.compile import ProgramCache, RuleSet, Schedule, cache_input_name, value_shape
+from ablang.compile import ProgramCache, RuleSet, Schedule, cache_input_name, halves, value_shape
 from ablang.models.base import LoadedModel
 from ablang.trace import program_flops
 
@@ -17,7 +19,7 @@ from ablang.trace import program_flops
 class FlopCounter:
     def __init__(self, model: LoadedModel, programs: ProgramCache, doubled: bool) -> None:
         self.model, self.programs = model, programs
-        self.factor = 2 if doubled else 1
+        self.doubled = doubled
         c, h, w = model.image_shape
         cond, _ = model.make_cond(
             [model.default_prompts[0]] if model.default_prompts else [""], torch.device("cpu")
@@ -28,7 +30,7 @@ class FlopCounter:
         self._per_rules: dict[RuleSet, float] = {}
 
     def per_step(self, rules: RuleSet) -> float:
-        """FLOPs of one image-forward under ``rules``."""
+        """FLOPs of one image-forward under side-free ``rules``."""
         if rules not in self._per_rules:
             program = self.programs.get(rules, "accelerate")
             device = next(iter(self.model.unet.parameters())).device
@@ -48,5 +50,10 @@ class FlopCounter:
         return self._per_rules[rules]
 
     def trajectory(self, sched: Schedule) -> float:
-        """FLOPs per generated image over the whole trajectory."""
-        return self.factor * sum(self.per_step(rules) for rules in sched.per_step)
+        """FLOPs per generated image over the whole trajectory: per step, the conditional
+        half's program, plus the unconditional half's when guidance doubles the batch."""
+        total = 0.0
+        for rules in sched.per_step:
+            cond, uncond = halves(rules)
+            total += self.per_step(cond) + (self.per_step(uncond) if self.doubled else 0.0)
+        return total

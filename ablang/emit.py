@@ -11,7 +11,9 @@ verbatim (as lark's standalone generator ships its real, tested modules). The ge
 - the model's ``load_model`` / ``make_cond`` (from its adapter);
 - one function per distinct program of the variant (``unet_full``, ``unet_cache_dec3_reuse``...),
   generated from the accelerate-mode fx graphs, so dead code is already gone;
-- ``PROGRAMS`` / ``PROGRAM_OF_STEP``: which program each step runs; ``SCHEDULE``: the step table;
+- ``PROGRAMS`` / ``PROGRAM_OF_STEP`` / ``UNCOND_PROGRAM_OF_STEP``: which program each step runs
+  for the conditional and the unconditional half of guidance (where they differ, an intervention
+  acts on one side only and the halves run as two forwards); ``SCHEDULE``: the step table;
 - ``sample(...)`` and ``main()``: a few lines that hand all of it to the runtime;
 - the runtime, verbatim.
 
@@ -30,11 +32,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from torch import fx
 
 import ablang
 from ablang import runtime
-from ablang.compile import Program, ProgramCache, RuleSet, cache_input_name, schedule
+from ablang.compile import Program, ProgramCache, RuleSet, cache_input_name, halves, schedule
 from ablang.diffusion import Diffusion
 from ablang.errors import AblangError
 from ablang.execute import make_setup
@@ -77,7 +80,9 @@ def sample(
     table = StepTable.from_rows(SCHEDULE, **SAMPLER)
     x, noise = make_noise(IMAGE_SHAPE, seeds, len(table))
     cond, uncond = make_cond(prompts, device)
-    programs = Programs(PROGRAMS, PROGRAM_OF_STEP, CACHE_INPUTS, CACHE_ARGS, CACHE_OUTPUTS)
+    programs = Programs(
+        PROGRAMS, PROGRAM_OF_STEP, CACHE_INPUTS, CACHE_ARGS, CACHE_OUTPUTS, UNCOND_PROGRAM_OF_STEP
+    )
     x = x.to(device)
     return sample_programs(model, programs, table, x, noise, cond, uncond, GUIDANCE, CHANNELS_LAST)
 
@@ -172,6 +177,23 @@ def _ranges(indices: list[int]) -> list[str]:
     return out
 
 
+def _guided(model: LoadedModel, guidance: float) -> bool:
+    """Whether the sampler doubles the batch for guidance (the model has an unconditional half)."""
+    _, uncond = model.make_cond(list(model.default_prompts[:1]) or [""], torch.device("cpu"))
+    return runtime.is_guided(guidance, uncond)
+
+
+def _used(k: int, of_step: tuple[int, ...], uncond_of_step: tuple[int, ...]) -> str:
+    """Where program k runs: ``steps 0-3`` (both halves), or per half where they differ."""
+    both = [i for i, (p, q) in enumerate(zip(of_step, uncond_of_step)) if p == q == k]
+    cond = [i for i, (p, q) in enumerate(zip(of_step, uncond_of_step)) if p == k != q]
+    uncond = [i for i, (p, q) in enumerate(zip(of_step, uncond_of_step)) if q == k != p]
+    parts = [f"steps {', '.join(_ranges(both))}"] if both else []
+    parts += [f"cond half at {', '.join(_ranges(cond))}"] if cond else []
+    parts += [f"uncond half at {', '.join(_ranges(uncond))}"] if uncond else []
+    return "; ".join(parts)
+
+
 def _schedule_rows(rows: list[tuple[float, ...]]) -> str:
     """One line per step (kept as a table: ``fmt: off``)."""
     body = "\n".join(
@@ -192,16 +214,26 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     setup = make_setup(plan, model, diffusion)
     table = diffusion.table(setup.kind, setup.eta)
     sched = schedule(variant, list(setup.steps))
+    if sched.one_sided and not _guided(model, setup.guidance):
+        raise AblangError(
+            f"variant `{variant.name}` acts on one side of guidance, and its sampler is not "
+            f"guided (guidance {setup.guidance:g})",
+            variant.span,
+            code="side-unguided",
+            hint="set `guidance` above 1 in the sampler line, or remove `on ...`",
+        )
+    per_half = [halves(rules) for rules in sched.per_step]
     rule_sets: list[RuleSet] = []
-    for rules in sched.per_step:
-        if rules not in rule_sets:
-            rule_sets.append(rules)
+    for pair in per_half:
+        for rules in pair:
+            if rules not in rule_sets:
+                rule_sets.append(rules)
     names = _program_names(rule_sets)
     progs = [programs.get(r, "accelerate") for r in rule_sets]
-    of_step = tuple(rule_sets.index(r) for r in sched.per_step)
+    of_step = tuple(rule_sets.index(c) for c, _ in per_half)
+    uncond_of_step = tuple(rule_sets.index(u) for _, u in per_half)
     listed = "\n".join(
-        f"    {names[k]},  # steps {', '.join(_ranges([i for i, p in enumerate(of_step) if p == k]))}"
-        for k in range(len(names))
+        f"    {names[k]},  # {_used(k, of_step, uncond_of_step)}" for k in range(len(names))
     )
     regenerate = (
         f"ablang run {shlex.quote(plan.source)}  # its search finds this variant"
@@ -242,10 +274,13 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
         *(function_source(p, n) for p, n in zip(progs, names)),
         (
             "# PROGRAMS[k] runs at the steps listed beside it; PROGRAM_OF_STEP[i] is step i's program\n"
-            "# (step 0 is the first, noisiest step). Program k reads the cached values of\n"
-            "# CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k]) and returns those of CACHE_OUTPUTS[k].\n"
+            "# (step 0 is the first, noisiest step), UNCOND_PROGRAM_OF_STEP[i] that of the\n"
+            "# unconditional half of guidance (where the two differ the halves run separately).\n"
+            "# Program k reads the cached values of CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k])\n"
+            "# and returns those of CACHE_OUTPUTS[k]; each half of guidance keeps its own.\n"
             f"PROGRAMS = (\n{listed}\n)\n"
             f"PROGRAM_OF_STEP = {of_step!r}\n"
+            f"UNCOND_PROGRAM_OF_STEP = {uncond_of_step!r}\n"
             f"CACHE_INPUTS = {tuple(p.cache_inputs for p in progs)!r}\n"
             f"CACHE_ARGS = {tuple(tuple(map(cache_input_name, p.cache_inputs)) for p in progs)!r}\n"
             f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}"

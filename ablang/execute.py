@@ -11,7 +11,10 @@
 Everything about the trajectory itself (noise, guidance by batch doubling, the DDPM/DDIM step,
 the loop) is ``ablang/runtime.py``, the code emitted samplers ship verbatim; this module decides
 which program runs for which chunk, and keeps the baseline's states. With guidance the batch is
-``[chunks' cond; chunks' uncond]``.
+``[chunks' cond; chunks' uncond]``. An intervention on one side of guidance (``on uncond``) acts
+on that half's rows only: in measure mode through its mask, in accelerate mode by running the
+two halves as two programs at the steps where they differ (``runtime.guided_halves``). Cached
+values are kept per chunk and per half (``Caches``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,23 @@ from typing import Literal
 import torch
 
 from ablang import runtime
-from ablang.compile import Mode, ProgramCache, Rule, RuleSet, Schedule, schedule
+from ablang.compile import (
+    HALVES,
+    Mode,
+    ProgramCache,
+    Rule,
+    RuleSet,
+    Schedule,
+    half,
+    halves,
+    schedule,
+)
 from ablang.diffusion import Diffusion, Step, steps_of
 from ablang.errors import AblangError
 from ablang.models.base import Cond, LoadedModel
 from ablang.plan import Plan, Variant
+
+Caches = dict[str, dict[str, torch.Tensor]]  # one chunk's cached values: half -> component -> value
 
 
 @dataclass(frozen=True)
@@ -120,46 +135,98 @@ class Executor:
         x: torch.Tensor,
         step: Step,
         rules_per_chunk: list[RuleSet],
-        caches: list[dict[str, torch.Tensor]],
+        caches: list[Caches],
         mode: Mode,
     ) -> torch.Tensor:
         """The guided model output of one step for ``len(rules_per_chunk)`` chunks of ``self.n``
-        images each: in accelerate mode one chunk's program, in measure mode the union's
-        program with a per-chunk mask for every rule."""
+        images each: in accelerate mode one chunk's program (one per half where the halves
+        differ), in measure mode the union's program with a mask per rule, chunk and half."""
         chunks = len(rules_per_chunk)
-
-        def unet(xin: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
-            self.evaluations += xin.shape[0]
-            if mode == "accelerate":
-                assert chunks == 1, "accelerate mode runs one variant per batch"
-                program = self.programs.get(rules_per_chunk[0], "accelerate")
-                out, kept = program(xin, t, cond, cache=caches[0])
-                caches[0].update(kept)
-                return out
-            union: RuleSet = frozenset().union(*rules_per_chunk)
-            program = self.programs.get(union, "measure")
-            masks = {r: self._mask([r in rs for rs in rules_per_chunk]) for r in program.mask_rules}
-            cache_in = {c: self._gather(c, caches, rules_per_chunk) for c in program.cache_inputs}
-            out, kept = program(xin, t, cond, cache=cache_in, masks=masks)
-            for k, rs in enumerate(rules_per_chunk):
-                for comp, value in kept.items():
-                    if Rule(comp, "cache", phase="compute") in rs:
-                        caches[k][comp] = self._slice(value, k)
-            return out
-
+        for c in caches:  # a caller's fresh `{}` is an empty Caches
+            for h in self.halves:
+                c.setdefault(h, {})
         t = runtime.model_timesteps(self.table, step.index, x.shape[0], self.device)
         cond = runtime.tile_cond(self.cond, chunks)
         uncond = runtime.tile_cond(self.uncond, chunks) if self.doubled else None
-        return runtime.guided_output(
-            unet, x, t, cond, uncond, self.setup.guidance, self.channels, self.model.channels_last
-        )
+        g, channels, last = self.setup.guidance, self.channels, self.model.channels_last
+        if mode == "accelerate":
+            assert chunks == 1, "accelerate mode runs one variant per batch"
+            cond_rules, uncond_rules = halves(rules_per_chunk[0])
+            own = caches[0]
+            if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
+                return runtime.guided_halves(
+                    lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], xin, t, c),
+                    lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], xin, t, c),
+                    x,
+                    t,
+                    cond,
+                    uncond,
+                    g,
+                    channels,
+                    last,
+                )
+            parts = [own[h] for h in self.halves]  # in the batch's order of halves
+
+            def whole(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
+                return self._accelerate(cond_rules, parts, xin, t, c)
+
+            return runtime.guided_output(whole, x, t, cond, uncond, g, channels, last)
+
+        # rows, in batch order: (half, chunk) -> that chunk's side-free rules on that half
+        rows = [(h, k, half(rs, h)) for h in self.halves for k, rs in enumerate(rules_per_chunk)]
+        union: RuleSet = frozenset().union(*(r for _, _, r in rows))
+
+        def masked(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
+            self.evaluations += xin.shape[0]
+            program = self.programs.get(union, "measure")
+            masks = {r: self._mask([r in rs for _, _, rs in rows]) for r in program.mask_rules}
+            cache_in = {comp: self._gather(comp, caches, rows) for comp in program.cache_inputs}
+            out, kept = program(xin, t, c, cache=cache_in, masks=masks)
+            for j, (h, k, rs) in enumerate(rows):
+                for comp, value in kept.items():
+                    if Rule(comp, "cache", phase="compute") in rs:
+                        caches[k][h][comp] = value[j * self.n : (j + 1) * self.n]
+            return out
+
+        return runtime.guided_output(masked, x, t, cond, uncond, g, channels, last)
+
+    @property
+    def halves(self) -> tuple[str, ...]:
+        """The halves of a guided batch in batch order (``runtime.guided_output``: ``[cond;
+        uncond]``), each with its own cached values; one part without guidance."""
+        return HALVES if self.doubled else HALVES[:1]
+
+    def new_caches(self) -> Caches:
+        return {h: {} for h in self.halves}
+
+    def _accelerate(
+        self,
+        rules: RuleSet,
+        parts: list[dict[str, torch.Tensor]],
+        xin: torch.Tensor,
+        t: torch.Tensor,
+        c: Cond,
+    ) -> torch.Tensor:
+        """``rules``' accelerate program on ``xin``, whose rows are ``len(parts)`` equal parts,
+        each reading and writing its own cached values."""
+        self.evaluations += xin.shape[0]
+        program = self.programs.get(rules, "accelerate")
+        cache_in = {
+            comp: torch.cat([p[comp] for p in parts]) if len(parts) > 1 else parts[0][comp]
+            for comp in program.cache_inputs
+        }
+        out, kept = program(xin, t, c, cache=cache_in)
+        for comp, value in kept.items():
+            for p, rows in zip(parts, value.chunk(len(parts))):
+                p[comp] = rows
+        return out
 
     def forward(
         self,
         x: torch.Tensor,
         step: Step,
         rules_per_chunk: list[RuleSet],
-        caches: list[dict[str, torch.Tensor]],
+        caches: list[Caches],
         mode: Mode,
     ) -> torch.Tensor:
         """One sampler step for ``len(rules_per_chunk)`` chunks of ``self.n`` images each."""
@@ -167,35 +234,34 @@ class Executor:
         noise = runtime.step_noise(self.noise, step.index, x)
         return runtime.step(self.table, step.index, x, out, noise)
 
-    def _mask(self, per_chunk: list[bool]) -> torch.Tensor:
-        m = torch.tensor(per_chunk, device=self.device).repeat_interleave(self.n)
-        return torch.cat([m, m]) if self.doubled else m
-
-    def _slice(self, value: torch.Tensor, k: int) -> torch.Tensor:
-        """Chunk k's rows of a batched value (both guidance halves)."""
-        n = self.n
-        if not self.doubled:
-            return value[k * n : (k + 1) * n]
-        half = value.shape[0] // 2
-        return torch.cat([value[k * n : (k + 1) * n], value[half + k * n : half + (k + 1) * n]])
+    def _mask(self, per_row: list[bool]) -> torch.Tensor:
+        """A rule's mask over the batch from one flag per (half, chunk) block of ``self.n`` rows."""
+        return torch.tensor(per_row, device=self.device).repeat_interleave(self.n)
 
     def _gather(
-        self, comp: str, caches: list[dict[str, torch.Tensor]], rules: list[RuleSet]
+        self, comp: str, caches: list[Caches], rows: list[tuple[str, int, RuleSet]]
     ) -> torch.Tensor:
-        """The cached values of ``comp`` for a batched reuse step; chunks that are not reusing it
-        get zeros (their mask ignores them)."""
-        parts = []
-        like = next(
-            c[comp] for c, rs in zip(caches, rules) if Rule(comp, "cache", phase="reuse") in rs
+        """The cached values of ``comp`` for a batched reuse step, per (half, chunk) block; blocks
+        that are not reusing it get zeros (their mask ignores them)."""
+        reuse = Rule(comp, "cache", phase="reuse")
+        like = next(caches[k][h][comp] for h, k, rs in rows if reuse in rs)
+        return torch.cat(
+            [caches[k][h][comp] if reuse in rs else torch.zeros_like(like) for h, k, rs in rows]
         )
-        for c, rs in zip(caches, rules):
-            parts.append(
-                c[comp] if Rule(comp, "cache", phase="reuse") in rs else torch.zeros_like(like)
-            )
-        if not self.doubled:
-            return torch.cat(parts)
-        n = self.n
-        return torch.cat([p[:n] for p in parts] + [p[n:] for p in parts])
+
+    def check_sides(self, variant: Variant) -> None:
+        """A one-sided intervention needs a guided run (the resolver reports this first)."""
+        if self.doubled:
+            return
+        for iv in variant.interventions:
+            if iv.side != "both":
+                raise AblangError(
+                    f"`on {iv.side}` needs classifier-free guidance, and this run samples "
+                    f"without it (guidance {self.setup.guidance:g})",
+                    iv.span,
+                    code="side-unguided",
+                    hint="set `guidance` above 1 in the sampler line, or remove `on ...`",
+                )
 
     # ---------------------------------------------------------------- trajectories
 
@@ -204,9 +270,10 @@ class Executor:
         x = self.x_T.to(self.device)
         xs, times = [x.cpu()], []
         steps = self.setup.steps
+        caches = [self.new_caches()]
 
         def output(k: int, x: torch.Tensor) -> torch.Tensor:
-            return self.output(x, steps[k], [frozenset()], [{}], "accelerate")
+            return self.output(x, steps[k], [frozenset()], caches, "accelerate")
 
         start = t0 = time.perf_counter()
         for _, after in runtime.sample_loop(self.table, x, self.noise, output):
@@ -227,11 +294,13 @@ class Executor:
     ) -> list[Samples]:
         """Run variants that start at the same step together (one chunk each)."""
         steps = list(self.setup.steps)
+        for v in variants:
+            self.check_sides(v)
         scheds = [schedule(v, steps) for v in variants]
         start = min(s.first_active for s in scheds)
         assert mode == "measure" or len(variants) == 1
         x = baseline.xs[start].to(self.device).repeat(len(variants), 1, 1, 1)
-        caches: list[dict[str, torch.Tensor]] = [{} for _ in variants]
+        caches = [self.new_caches() for _ in variants]
 
         def output(k: int, x: torch.Tensor) -> torch.Tensor:
             return self.output(x, steps[k], [s.per_step[k] for s in scheds], caches, mode)

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ablang.fsio import atomic_savefig, make_dirs
-from ablang.plan import Sweep, Window
+from ablang.plan import Intervention, Sweep, Window
 from ablang.results import HIGHER_IS_CLOSER, Results, format_metric
 
 NOISE_MARK = "~"  # a cell whose difference from the baseline is within noise
@@ -109,9 +109,18 @@ def _ink(rgb: tuple[int, int, int]) -> str:
 
 
 def sweep_title(sweep: Sweep) -> str:
-    """``sweep skips: drop`` / ``sweep s: scale by 0.5``."""
-    params = " ".join(f"{'by' if k == 'factor' else k} {v:g}" for k, v in sweep.params)
-    return f"sweep {sweep.name}: {sweep.op}{' ' + params if params else ''}"
+    """``sweep skips: drop`` / ``sweep s: scale by 0.5`` / ``sweep c: cache every 2 on uncond``."""
+    params = Intervention(sweep.op, "", **_fields(dict(sweep.params))).schedule_label()
+    if sweep.op == "scale":
+        params = " " + " ".join(f"by {v:g}" for k, v in sweep.params if k == "factor")
+    side = f" on {sweep.side}" if sweep.side != "both" else ""
+    return f"sweep {sweep.name}: {sweep.op}{params}{side}"
+
+
+def _fields(params: dict) -> dict:
+    """A sweep's params as ``plan.Intervention`` fields (for its canonical text)."""
+    keys = {"every": "every", "growing": "grow", "at": "at", "at_kind": "at_kind"}
+    return {keys[k]: v for k, v in params.items() if k in keys}
 
 
 def _direction(metric: str) -> str:

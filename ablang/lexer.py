@@ -29,13 +29,14 @@ STATEMENTS = (
 OPS = ("drop", "zero", "scale", "cache")
 CLAUSES = (
     "for", "in", "by", "every", "where", "and", "over", "of", "from", "config",
-    "steps", "eta", "guidance", "t", "step", "cut", "floor", "split", "validate",
+    "steps", "eta", "guidance", "t", "step", "cut", "floor", "split", "validate", "on",
+    "growing", "at",
 )  # fmt: skip
 COMPONENTS = ("enc", "dec", "skip", "level", "mid")
 CONSTANTS = (
     "tiny", "glide", "adm", "diffusers", "ddpm", "ddim", "cpu", "cuda", "auto",
     "mse", "psnr", "ssim", "fid", "kid", "accuracy", "flops", "time", "speedup",
-    "composition", "detail", "identity",
+    "composition", "detail", "identity", "cond", "uncond", "both",
 )  # fmt: skip
 
 _WORD_END = r"(?![A-Za-z0-9_\-])"

@@ -180,16 +180,28 @@ class _Build:
 
     # interventions
     def drop(self, meta, c):
-        return ast.Intervention("drop", c[0], c[1], span=_mspan(meta))
+        return ast.Intervention("drop", c[0], c[2], side=c[1], span=_mspan(meta))
 
     def zero(self, meta, c):
-        return ast.Intervention("zero", c[0], c[1], span=_mspan(meta))
+        return ast.Intervention("zero", c[0], c[2], side=c[1], span=_mspan(meta))
 
     def scale(self, meta, c):
-        return ast.Intervention("scale", c[0], c[2], factor=_number(c[1]), span=_mspan(meta))
+        return ast.Intervention(
+            "scale", c[0], c[3], factor=_number(c[1]), side=c[2], span=_mspan(meta)
+        )
 
     def cache(self, meta, c):
-        return ast.Intervention("cache", c[0], c[2], every=_number(c[1]), span=_mspan(meta))
+        targets, when, side, window = c
+        return ast.Intervention("cache", targets, window, side=side, span=_mspan(meta), **when)
+
+    def cache_every(self, meta, c):
+        return {"every": _number(c[0]), "grow": _opt(c[1], _number)}
+
+    def cache_at(self, meta, c):
+        return {"at": tuple(_number(n) for n in c[1:]), "at_var": str(c[0])}
+
+    def side(self, meta, c):
+        return _name(c[0])
 
     def targets(self, meta, c):
         return tuple(c)
@@ -251,13 +263,13 @@ class _Build:
         )
 
     def search_drop(self, meta, c):
-        return ast.SearchOp("drop", span=_mspan(meta))
+        return ast.SearchOp("drop", side=c[0], span=_mspan(meta))
 
     def search_zero(self, meta, c):
-        return ast.SearchOp("zero", span=_mspan(meta))
+        return ast.SearchOp("zero", side=c[0], span=_mspan(meta))
 
     def search_cache(self, meta, c):
-        return ast.SearchOp("cache", every=_opt(c[0], _number), span=_mspan(meta))
+        return ast.SearchOp("cache", every=_opt(c[0], _number), side=c[1], span=_mspan(meta))
 
     def search_scale(self, meta, c):
         return ast.SearchOp("scale", factor=_opt(c[0], _number), span=_mspan(meta))

@@ -13,6 +13,9 @@ from typing import Literal
 from ablang.errors import Span
 
 Op = Literal["drop", "zero", "scale", "cache"]
+# Which half of classifier-free guidance an intervention acts on (`on cond`, `on uncond`).
+Side = Literal["both", "cond", "uncond"]
+SIDES: tuple[Side, ...] = ("both", "cond", "uncond")
 ModelKindName = Literal["tiny", "glide", "adm", "diffusers"]  # the rows of models/kinds.py
 SamplerKind = Literal["ddpm", "ddim"]
 Device = Literal["cpu", "cuda", "auto"]
@@ -64,27 +67,47 @@ class Window:
 
 @dataclass(frozen=True)
 class Intervention:
-    """One op on one concrete component in one window."""
+    """One op on one concrete component in one window, on one or both halves of guidance.
+
+    A cache's schedule inside its window: the window's first step computes; then ``every N``
+    (with ``grow``: intervals N, N+G, N+2G, ...), or the steps of ``at`` compute (``at_kind``
+    "step": step indices; "t": the first step at or below each t). Every other step reuses.
+    """
 
     op: Op
     component: str  # "skip[3]", "enc[0]", "mid", "dec[8]"
     window: Window = Window()
     factor: float | None = None  # scale C by F
     every: int | None = None  # cache C every N
+    grow: int | None = None  # cache C every N growing by G
+    at: tuple[int, ...] | None = None  # cache C at step A, B / at t A, B
+    at_kind: Literal["t", "step"] = "step"
+    side: Side = "both"  # on cond / on uncond
     span: Span | None = field(default=None, compare=False, repr=False)
 
     @property
     def params(self) -> dict:
         if self.op == "scale":
             return {"factor": self.factor}
+        if self.op == "cache" and self.at is not None:
+            return {"at": self.at, "at_kind": self.at_kind}
         if self.op == "cache":
-            return {"every": self.every}
+            return {"every": self.every} | ({"growing": self.grow} if self.grow else {})
         return {}
 
+    def schedule_label(self) -> str:
+        """`` every 2``, `` every 2 growing by 1``, `` at t 900, 500``; "" for other ops."""
+        if self.op != "cache":
+            return ""
+        if self.at is not None:  # a sweep cell may keep no entry: its window's first step only
+            return f" at {self.at_kind} {', '.join(map(str, self.at)) or '(window start)'}"
+        return f" every {self.every}" + (f" growing by {self.grow}" if self.grow else "")
+
     def label(self) -> str:
-        """Canonical text: ``drop skip[3] for t in [600, 1000)``."""
+        """Canonical text: ``drop skip[3] on uncond for t in [600, 1000)``."""
         extra = f" by {self.factor:g}" if self.op == "scale" else ""
-        extra += f" every {self.every}" if self.op == "cache" else ""
+        extra += self.schedule_label()
+        extra += f" on {self.side}" if self.side != "both" else ""
         where = "" if self.window.kind == "all" else f" for {self.window.label()}"
         return f"{self.op} {self.component}{extra}{where}"
 
@@ -94,7 +117,7 @@ class Intervention:
             "component": self.component,
             "window": self.window.to_json(),
             "params": self.params,
-        }
+        } | ({"side": self.side} if self.side != "both" else {})
 
 
 Origin = Literal["baseline", "bare", "variant", "sweep", "search"]  # where a variant came from
@@ -121,6 +144,7 @@ class Sweep:
     windows: tuple[Window, ...]
     variants: tuple[tuple[str, ...], ...]
     span: Span | None = field(default=None, compare=False, repr=False)
+    side: Side = "both"  # on cond / on uncond
 
 
 @dataclass(frozen=True)
@@ -162,10 +186,15 @@ class Search:
     span: Span | None = field(default=None, compare=False, repr=False)
     periods: tuple[int, ...] = ()  # every period cache candidates try; () = (every,)
     validation: Validation | None = None  # None: the points are measured on the study's images only
+    sides: tuple[tuple[Op, Side], ...] = ()  # ops whose candidates act on one side of guidance
 
     @property
     def cache_periods(self) -> tuple[int, ...]:
         return self.periods or (self.every,)
+
+    def side_of(self, op: Op) -> Side:
+        """The side of guidance ``op``'s candidates act on (`over drop on uncond of ...`)."""
+        return dict(self.sides).get(op, "both")
 
 
 @dataclass(frozen=True)

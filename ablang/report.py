@@ -98,7 +98,7 @@ def _intervention_json(iv: Intervention) -> dict:
         "component": iv.component,
         "window": iv.window.to_json(),
         "params": dict(iv.params),
-    }
+    } | ({"side": iv.side} if iv.side != "both" else {})
 
 
 def _variant_json(v: VariantResult) -> dict:

@@ -60,6 +60,10 @@ def _intervention(doc: dict) -> Intervention:
         _window(doc["window"]),
         params.get("factor"),
         params.get("every"),
+        params.get("growing"),
+        tuple(params["at"]) if "at" in params else None,
+        params.get("at_kind", "step"),
+        doc.get("side", "both"),
     )
 
 

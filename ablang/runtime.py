@@ -172,6 +172,25 @@ def guided_output(
     return guide(out, rows, guidance, channels) if doubled else out
 
 
+def guided_halves(
+    unet_cond: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+    unet_uncond: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: Any,
+    uncond: Any,
+    guidance: float,
+    channels: int,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The guided output of a step whose halves run different programs (an intervention on one
+    side of guidance): the doubled batch ``[cond; uncond]`` split into two forwards."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = torch.cat([unet_cond(x, t, cond), unet_uncond(x, t, uncond)])
+    return guide(out, x.shape[0], guidance, channels)
+
+
 def guide(out: torch.Tensor, rows: int, guidance: float, channels: int) -> torch.Tensor:
     """Combine a doubled batch's output ``[cond; uncond]``: eps = u + g (c - u); the variance
     channels come from the conditional half."""
@@ -253,13 +272,39 @@ def sample_loop(
 @dataclass(frozen=True)
 class Programs:
     """An emitted sampler's Unet: one function per program, ``function(m, x, t, **cond,
-    **cache inputs) -> (out, cached values)``, and which program each step runs."""
+    **cache inputs) -> (out, cached values)``, and which program each step runs: ``of_step``
+    for the conditional half of guidance (or the whole batch), ``uncond_of_step`` for the
+    unconditional half; where the two differ the halves run as two forwards."""
 
     functions: tuple[Callable[..., Any], ...]
     of_step: tuple[int, ...]
     cache_inputs: tuple[tuple[str, ...], ...]  # components each program reads from the cache
     cache_args: tuple[tuple[str, ...], ...]  # ... and the argument names that carry them
     cache_outputs: tuple[tuple[str, ...], ...]  # components each program writes to the cache
+    uncond_of_step: tuple[int, ...] | None = None  # None: as of_step
+
+
+def run_program(
+    m: Any,
+    programs: Programs,
+    p: int,
+    caches: Sequence[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: Any,
+) -> torch.Tensor:
+    """Program ``p`` on a batch made of ``len(caches)`` equal parts (the halves of guidance),
+    each with its own cached values: a part's values are read and written as its rows."""
+    args = programs.cache_args[p]
+    inputs = {
+        a: torch.cat([h[c] for h in caches]) if len(caches) > 1 else caches[0][c]
+        for c, a in zip(programs.cache_inputs[p], args)
+    }
+    out, kept = programs.functions[p](m, x, t, **cond, **inputs)
+    for c, value in zip(programs.cache_outputs[p], kept):
+        for h, part in zip(caches, value.chunk(len(caches))):
+            h[c] = part
+    return out
 
 
 def sample_programs(
@@ -273,19 +318,31 @@ def sample_programs(
     guidance: float,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Run the whole chain from ``x``, step k with program ``programs.of_step[k]``."""
-    cache: dict[str, torch.Tensor] = {}
+    """Run the whole chain from ``x``, step k with program ``programs.of_step[k]`` (and, for the
+    unconditional half, ``programs.uncond_of_step[k]``). Cached values are kept per half."""
+    doubled = is_guided(guidance, uncond)
+    halves: list[dict[str, torch.Tensor]] = [{}, {}] if doubled else [{}]
+    uncond_of = programs.uncond_of_step or programs.of_step
 
     def model_output(k: int, x: torch.Tensor) -> torch.Tensor:
-        p = programs.of_step[k]
+        p, q = programs.of_step[k], uncond_of[k]
+        t = model_timesteps(table, k, x.shape[0], x.device)
+        if doubled and p != q:
+            return guided_halves(
+                lambda x, t, c: run_program(m, programs, p, halves[:1], x, t, c),
+                lambda x, t, c: run_program(m, programs, q, halves[1:], x, t, c),
+                x,
+                t,
+                cond,
+                uncond,
+                guidance,
+                x.shape[1],
+                channels_last,
+            )
 
         def unet(x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-            inputs = {a: cache[c] for c, a in zip(programs.cache_inputs[p], programs.cache_args[p])}
-            out, kept = programs.functions[p](m, x, t, **cond, **inputs)
-            cache.update(zip(programs.cache_outputs[p], kept))
-            return out
+            return run_program(m, programs, p, halves, x, t, cond)
 
-        t = model_timesteps(table, k, x.shape[0], x.device)
         return guided_output(unet, x, t, cond, uncond, guidance, x.shape[1], channels_last)
 
     last = x

@@ -311,7 +311,7 @@ class _Search:
         ex = self.ex
         scheds = [schedule(v, self.steps) for v in variants]
         x = x.to(ex.device).repeat(len(variants), 1, 1, 1)
-        caches: list[dict[str, torch.Tensor]] = [{} for _ in variants]
+        caches = [ex.new_caches() for _ in variants]
         kept: list[dict[int, torch.Tensor]] = [{} for _ in variants]
         total = len(self.steps) - start
         for step in self.steps[start:]:
@@ -327,7 +327,7 @@ class _Search:
     def candidates(self) -> tuple[list[Intervention], dict[str, int]]:
         s, table = self.search, self.ex.model.table
         grid = [
-            Intervention(op, comp, w, every=every)
+            Intervention(op, comp, w, every=every, side=s.side_of(op))
             for op in s.ops
             for every in (s.cache_periods if op == "cache" else (None,))
             for comp in s.components

@@ -366,6 +366,9 @@ def _describe(f: Found) -> str:
 # ---- rules for what the table does not cover ------------------------------------------------
 
 
+_WINDOW_START = re.compile(r"\bfor\s+(t|step)\s+in\b")
+
+
 def _did_you_mean(word: str, options) -> str | None:
     return did_you_mean(word, options, fmt="`{}`")
 
@@ -390,6 +393,13 @@ def _by_rules(f: Found, lark: Lark) -> tuple[str, Message] | None:
         return "dash-range", _dash_range(f)
     if f.kind == "CHAR" and f.token == "(" and f.line_text[: f.col - 1].rstrip().endswith(" in"):
         return "window-notation", _window_notation(f)
+    if f.token == "on" and (window := _WINDOW_START.search(f.line_text[: f.col - 1])):
+        side = " ".join(f.line_text[f.col - 1 :].split()[:2])
+        head, tail = f.line_text[: window.start()].strip(), f.line_text[window.start() : f.col - 1]
+        return "side-after-window", (
+            "the side of guidance goes before the window",
+            f"write `{head} {side} {tail.strip()}`",
+        )
     if f.kind == "CHAR" and f.token in "()":
         return "bad-character", (
             f"unexpected {_describe(f)}",

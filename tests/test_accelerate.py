@@ -9,10 +9,14 @@ which copies the selected values bit for bit. So with one variant per batch the 
 When measure mode batches several variants into one forward (as ``ablang run`` does), the
 convolutions run on a larger batch and may take other kernels; those images agree to a few
 float32 ULPs instead: at most ``4 * eps(1.0)`` (about 4.8e-7) absolute, the images lying in
-[-1, 1]. That is asserted separately.
+[-1, 1]. That is asserted separately. The same holds for an intervention on one side of
+guidance: at a step where the halves differ, accelerate mode runs two half-size forwards
+(``runtime.guided_halves``) and measure mode one doubled, masked forward.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -20,6 +24,7 @@ from conftest import make_plan, t_window, variant
 
 from ablang.compile import Rule, schedule
 from ablang.diffusion import Diffusion
+from ablang.errors import AblangError
 from ablang.execute import Executor, make_setup
 from ablang.plan import Intervention, Window
 
@@ -72,9 +77,15 @@ def ddpm(random_model):
     return executor(random_model, variants=tuple(VARIANTS.values()))
 
 
+_IMAGES: dict = {}  # (executor, variant, mode) -> images: tests compare against shared ones
+
+
 def images(ex, base, v, mode):
-    (samples,) = ex.run_batch([v], base, mode)
-    return samples.images
+    key = (id(ex), v, mode)
+    if key not in _IMAGES:
+        (samples,) = ex.run_batch([v], base, mode)
+        _IMAGES[key] = samples.images
+    return _IMAGES[key]
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -168,11 +179,134 @@ def test_accelerate_mode_really_skips_the_calls(ddpm, random_model):
     calls = []
     handle = random_model.unet.middle_block.register_forward_hook(lambda *a: calls.append(1))
     try:
-        images(ex, base, v, "accelerate")
+        ex.run_batch([v], base, "accelerate")  # not images(): it may have run v already
         fast = len(calls)
         calls.clear()
-        images(ex, base, v, "measure")
+        ex.run_batch([v], base, "measure")
         masked = len(calls)
     finally:
         handle.remove()
     assert (fast, masked) == (STEPS // 2, STEPS)  # one forward per step: guidance is batched
+
+
+# --------------------------------------------------------------------------- one side of guidance
+
+
+def sided(op: str, component: str, side: str) -> Intervention:
+    return dataclasses.replace(one(op, component), side=side)
+
+
+SIDED_CASES = [  # every op on every kind, the side alternating so that both sides meet each
+    (op, kind, ("cond", "uncond")[(i + j) % 2])
+    for i, op in enumerate(OPS)
+    for j, kind in enumerate(KINDS)
+]
+
+
+@pytest.mark.parametrize("op, kind, side", SIDED_CASES)
+def test_one_sided_accelerate_equals_measure(ddpm, op, kind, side):
+    """Accelerate mode runs the halves of guidance as two programs on two half-size batches
+    where they differ; measure mode masks the rows of one half of the doubled batch. The
+    convolutions then run on other batch sizes (as when measure mode batches variants), so the
+    images agree to a few ULPs; and they are neither the both-sided intervention's nor the
+    baseline's."""
+    ex, base = ddpm
+    v = variant(f"{op}_{kind}_{side}", sided(op, KINDS[kind], side))
+    fast, masked = images(ex, base, v, "accelerate"), images(ex, base, v, "measure")
+    torch.testing.assert_close(masked, fast, rtol=0, atol=ULPS)
+    assert (fast - base.xs[-1]).abs().max() > 1e-5
+    assert (fast - images(ex, base, VARIANTS[name(op, kind)], "accelerate")).abs().max() > 1e-5
+
+
+def test_cond_and_uncond_together_are_both(ddpm):
+    """``drop C on cond`` + ``drop C on uncond`` is ``drop C``: the halves run one program."""
+    ex, base = ddpm
+    halves = variant("halves", sided("drop", "skip[4]", "cond"), sided("drop", "skip[4]", "uncond"))
+    fast = images(ex, base, halves, "accelerate")
+    assert torch.equal(fast, images(ex, base, VARIANTS["drop_skip"], "accelerate"))
+    assert torch.equal(fast, images(ex, base, halves, "measure"))
+
+
+ONE_SIDED_MIX = variant(
+    "one_sided_mix",
+    Intervention("cache", "dec[3]", t_window(0, 1000), every=3, side="uncond"),
+    Intervention("cache", "dec[3]", t_window(0, 1000), every=2, side="cond"),
+    Intervention("drop", "skip[2]", t_window(0, 500), side="cond"),
+    Intervention("scale", "mid", t_window(500, 1000), factor=0.5),
+    Intervention("zero", "enc[6]", Window("step", 5, 8), side="uncond"),
+)
+
+
+def test_one_sided_mix_batched_with_others(ddpm):
+    """One-sided and both-sided variants in one batched measure forward (masks per chunk and
+    half) agree with each alone in accelerate mode to a few ULPs."""
+    ex, base = ddpm
+    group = [ONE_SIDED_MIX, variant("both", one("cache", "dec[3]")), *CACHE_SCHEDULES[:2]]
+    group = [v for v in group if schedule(v, list(ex.setup.steps)).first_active == 0]
+    assert len(group) >= 2
+    for v, batched in zip(group, ex.run_batch(group, base, "measure")):
+        fast = images(ex, base, v, "accelerate")
+        torch.testing.assert_close(batched.images, fast, rtol=0, atol=ULPS)
+        assert (fast - base.xs[-1]).abs().max() > 1e-5
+
+
+def test_one_sided_needs_guidance(random_model):
+    """Without guidance there is no unconditional half: the run stops before sampling."""
+    plan = make_plan(steps=STEPS, guidance=1.0)
+    diffusion = Diffusion(random_model.diffusion, STEPS)
+    setup = make_setup(plan, random_model, diffusion)
+    ex = Executor(random_model, diffusion, setup, torch.device("cpu"))
+    assert not ex.doubled
+    with pytest.raises(AblangError, match="needs classifier-free guidance") as e:
+        ex.check_sides(variant("u", sided("drop", "skip[4]", "uncond")))
+    assert e.value.code == "side-unguided"
+    ex.check_sides(VARIANTS["drop_skip"])  # both halves: fine
+
+
+# --------------------------------------------------------------------------- cache schedules
+
+CACHE_SCHEDULES = [
+    variant("grow", Intervention("cache", "dec[2]", Window("step", 0, 8), every=1, grow=1)),
+    variant("at_step", Intervention("cache", "mid", Window("step", 0, 8), at=(3, 4, 7))),
+    variant(
+        "at_t",
+        Intervention("cache", "enc[3]", t_window(0, 1000), at=(700, 300), at_kind="t"),
+    ),
+    variant("grow_skip", Intervention("cache", "skip[4]", t_window(0, 800), every=2, grow=2)),
+    variant(
+        "at_uncond",
+        Intervention("cache", "dec[5]", Window("step", 1, 8), at=(4,), side="uncond"),
+    ),
+]
+
+
+@pytest.mark.parametrize("v", CACHE_SCHEDULES, ids=lambda v: v.name)
+def test_cache_schedules_accelerate_equals_measure(ddpm, v):
+    """Exactly equal; to a few ULPs where the cache is on one side (two half-size forwards)."""
+    ex, base = ddpm
+    fast, masked = images(ex, base, v, "accelerate"), images(ex, base, v, "measure")
+    one_sided = any(iv.side != "both" for iv in v.interventions)
+    torch.testing.assert_close(masked, fast, rtol=0, atol=ULPS if one_sided else 0)
+    assert (fast - base.xs[-1]).abs().max() > 1e-5
+
+
+def test_cache_schedules_compute_where_they_say(ddpm):
+    """Steps (t = 999, 856, 714, 571, 428, 285, 142, 0) at which each cache computes."""
+    ex, _ = ddpm
+    steps = list(ex.setup.steps)
+
+    def computing(v):
+        return [
+            k
+            for k, rules in enumerate(schedule(v, steps).per_step)
+            if any(r.phase == "compute" for r in rules)
+        ]
+
+    assert computing(CACHE_SCHEDULES[0]) == [0, 1, 3, 6]  # intervals 1, 2, 3
+    assert computing(CACHE_SCHEDULES[1]) == [0, 3, 4, 7]  # the window's first step, then 3, 4, 7
+    assert computing(CACHE_SCHEDULES[2]) == [0, 3, 5]  # t 700 -> 571, t 300 -> 285
+    assert computing(CACHE_SCHEDULES[3]) == [
+        2,
+        4,
+    ]  # window from t 714: intervals 2, 4 (then past it)
+    assert computing(CACHE_SCHEDULES[4]) == [1, 4]

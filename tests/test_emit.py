@@ -82,6 +82,46 @@ def test_emitted_sampler_reproduces_the_executor(random_model, tmp_path, v, samp
     assert module.PROGRAM_OF_STEP[0] == 0 and len(module.PROGRAM_OF_STEP) == STEPS
 
 
+SIDED = variant(
+    "sided",
+    Intervention("cache", "dec[1]", t_window(0, 800), every=3, side="uncond"),
+    Intervention("drop", "skip[2]", t_window(0, 400), side="cond"),
+    Intervention("scale", "mid", Window("step", 0, 3), factor=0.8),
+    Intervention("zero", "enc[4]", Window("step", 2, 5), side="uncond"),
+)
+SCHEDULES = variant(
+    "schedules",
+    Intervention("cache", "dec[2]", Window("step", 0, 8), every=1, grow=1),
+    Intervention("cache", "skip[5]", t_window(0, 1000), at=(700, 200), at_kind="t"),
+    Intervention("cache", "enc[6]", Window("step", 2, 8), at=(5,), side="cond"),
+)
+
+
+@pytest.mark.parametrize("sampler, eta", [("ddpm", 0.0), ("ddim", 0.5)])
+@pytest.mark.parametrize("v", [SIDED, SCHEDULES], ids=lambda v: v.name)
+def test_emitted_one_sided_and_scheduled_reproduce_the_executor(
+    random_model, tmp_path, v, sampler, eta
+):
+    """Interventions on one half of guidance (the halves run as two programs where they differ)
+    and cache schedules beyond `every N`: the sampler's images are accelerate mode's bit for bit
+    (the same half-size forwards), measure mode's to a few ULPs (one doubled, masked forward)."""
+    plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=1)
+    fast, masked, baseline, programs = executor_images(random_model, plan, v)
+    module = load(emit_sampler(plan, v, random_model, tmp_path / "sided.py", programs))
+    got = module.sample(n=1, prompts=["3", "7"], seed=0)
+    assert torch.equal(got, fast), (got - fast).abs().max().item()
+    torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+    assert (got - baseline).abs().max() > 1e-5
+    split = [p != q for p, q in zip(module.PROGRAM_OF_STEP, module.UNCOND_PROGRAM_OF_STEP)]
+    assert any(split) and not all(split)  # some steps run the halves apart, some together
+
+
+def test_one_sided_emit_needs_guidance(random_model, tmp_path):
+    plan = make_plan(SIDED, steps=STEPS, guidance=1.0)
+    with pytest.raises(AblangError, match="one side of guidance"):
+        emit_sampler(plan, SIDED, random_model, tmp_path / "x.py")
+
+
 def test_emitted_baseline_is_the_plain_model(random_model, tmp_path):
     plan = make_plan(steps=STEPS)
     _, _, baseline, programs = executor_images(random_model, plan, plan.baseline)

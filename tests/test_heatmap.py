@@ -160,3 +160,21 @@ def test_png_hatches_the_cells_within_noise(tmp_path):
     assert "within noise" in ax.get_title()
     plain = heatmap_figure(*sweep_results("ssim"), "ssim")
     assert not plain.axes[0].patches
+
+
+def test_sweep_titles_name_schedules_and_sides():
+    from ablang.heatmap import sweep_title
+    from ablang.parse import parse
+    from ablang.resolve import resolve
+
+    study = parse(
+        "model tiny\nsampler ddpm steps 10 guidance 3\n"
+        "sweep scale mid by 0.5 on uncond for t in 0..1000 by 500\n"
+        "sweep cache dec[1] every 2 growing by 1 on cond\n"
+        "sweep cache dec[1] at step 0, 4 for step in 0..10 by 5\n"
+    )
+    assert [sweep_title(s) for s in resolve(study, None).sweeps] == [
+        "sweep sweep1: scale by 0.5 on uncond",
+        "sweep sweep2: cache every 2 growing by 1 on cond",
+        "sweep sweep3: cache at step 0, 4",
+    ]

@@ -65,3 +65,23 @@ def test_keywords_only_as_whole_words():
         (Name, "dropped_skip"),
         (Punctuation, "{"),
     ]
+
+
+def test_sides_and_cache_schedules():
+    assert kinds("cache dec[5] every 2 growing by 1 at t 900 on uncond") == [
+        (Keyword, "cache"),
+        (Name.Builtin, "dec"),
+        (Punctuation, "["),
+        (Number, "5"),
+        (Punctuation, "]"),
+        (Keyword.Reserved, "every"),
+        (Number, "2"),
+        (Keyword.Reserved, "growing"),
+        (Keyword.Reserved, "by"),
+        (Number, "1"),
+        (Keyword.Reserved, "at"),
+        (Keyword.Reserved, "t"),
+        (Number, "900"),
+        (Keyword.Reserved, "on"),
+        (Name.Constant, "uncond"),
+    ]

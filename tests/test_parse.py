@@ -391,3 +391,53 @@ def test_examples_in_the_language_reference_parse():
     assert len(blocks) >= 2
     for block in blocks:
         parse(block)
+
+
+# ---- sides of guidance and cache schedules -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, fields",
+    [
+        ("drop skip[3] on uncond", {"side": ast.Name("uncond")}),
+        (
+            "drop skip[3] on cond for t in 0..300",
+            {"side": ast.Name("cond"), "window": ast.Window("t", num("0"), num("300"))},
+        ),
+        ("scale skip[3] by 0.5 on uncond", {"factor": num("0.5"), "side": ast.Name("uncond")}),
+        ("cache skip[3] every 3 on uncond", {"every": num("3"), "side": ast.Name("uncond")}),
+        ("cache skip[3] every 1 growing by 2", {"every": num("1"), "grow": num("2")}),
+        ("cache skip[3] at step 0, 4, 6", {"at": (num("0"), num("4"), num("6"))}),
+        (
+            "cache skip[3] at t 900, 500 on cond for t in 0..1000",
+            {
+                "at": (num("900"), num("500")),
+                "at_var": "t",
+                "side": ast.Name("cond"),
+                "window": ast.Window("t", num("0"), num("1000")),
+            },
+        ),
+    ],
+)
+def test_sides_and_cache_schedules(text, fields):
+    iv = one(text)
+    op = text.split()[0]
+    assert iv == ast.Intervention(op, (skip(ast.IndexAt(num("3"))),), **fields)
+    assert iv.code() == text
+    assert parse(f"sweep {text}").statements[0].intervention == iv
+
+
+def test_side_after_the_window_says_where_it_goes():
+    with pytest.raises(AblangErrors) as e:
+        parse("drop skip[3] for t in 0..300 on uncond\n")
+    err = e.value.errors[0]
+    assert err.code == "syntax/side-after-window" and err.span.col == 30
+    assert err.hint == "write `drop skip[3] on uncond for t in 0..300`"
+
+
+def test_search_ops_on_one_side():
+    (stmt,) = parse(
+        "search speedup where ssim >= 0.9 over drop on uncond, cache every 3 on cond of mid"
+    ).statements
+    assert [o.code() for o in stmt.ops] == ["drop on uncond", "cache every 3 on cond"]
+    assert stmt.ops[0].side == ast.Name("uncond")

@@ -353,3 +353,17 @@ def test_render_error_rich_highlights_the_line():
     assert "s.abl:1:6: error: no component `skp[3]`" in text and "     ^^^" in text
     assert "hint: did you mean skip[3]?" in text
     assert "\x1b[" in console.export_text(styles=True)
+
+
+def test_sides_and_cache_schedules_in_the_plan():
+    study = parse(
+        "model tiny\nsampler ddpm steps 10 guidance 3\n"
+        "cache dec[5] at t 100, 900 on uncond\n"
+        "sweep cache mid at step 0, 4, 6 for step in 0..10 by 5\n"
+    )
+    plan = resolve(study, tiny_table())
+    (iv,) = plan.variants[1].interventions
+    assert (iv.side, iv.at, iv.at_kind) == ("uncond", (900, 100), "t")  # in visiting order
+    assert iv.label() == "cache dec[5] at t 900, 100 on uncond"
+    cells = [v.interventions[0].at for v in plan.variants[2:]]
+    assert cells == [(0, 4), (6,)]  # each sweep cell keeps the entries inside its window

@@ -440,3 +440,18 @@ def test_a_run_searches_reports_and_emits_the_best(tmp_path):
     assert 'VARIANT = "search"' in text
     for iv in found.best.interventions:
         assert iv.label() in text
+
+
+def test_candidates_carry_the_side_of_their_op(setting):
+    """`over drop on uncond, cache of ...`: each op's candidates act on its side of guidance,
+    and their FLOPs count each half's program."""
+    ex, baseline, measure, flops = setting
+    sided = dataclasses.replace(
+        SEARCH, ops=("drop", "cache"), sides=(("drop", "uncond"),), components=("dec[5]",)
+    )
+    s = _Search(sided, ex, baseline, measure, flops, SearchOptions(min_saving=0.0), None)
+    grid = {(iv.op, iv.side) for iv in s.candidates()[0]}
+    assert grid == {("drop", "uncond"), ("cache", "both")}
+    one = Intervention("drop", "dec[5]", HALVES[0], side="uncond")
+    both = Intervention("drop", "dec[5]", HALVES[0])
+    assert 1.0 < s.speedup((one,)) < s.speedup((both,))

@@ -10,6 +10,8 @@ all at once (``AblangErrors``, sorted by position). What resolution does:
   ``level[k]``), checked against the table;
 - windows are checked against ``[0, T)`` (``for t``) or the sampler's steps (``for step``) and,
   in sweeps and searches, split by ``by W``;
+- qualifiers: the side of guidance an intervention acts on (``on uncond``) and a cache's
+  schedule (``every N growing by G``, ``at step A, B``, ``at t A, B``);
 - variants: the baseline first, then one per bare intervention line, one per ``variant`` block,
   one per cell of each sweep, in the order of the file.
 
@@ -83,6 +85,7 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         )
     sampler_spec = sampler(cx, setting(found, ast.SamplerStmt), spec.kind if spec else None)
     cx.steps = sampler_spec.steps
+    cx.model_kind, cx.guidance = (spec.kind if spec else None), sampler_spec.guidance
     measured = metrics(cx, setting(found, ast.MetricsStmt), model_stmt)
     cx.seed = count(
         cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED

@@ -23,6 +23,8 @@ class Context:
     steps: int = DEFAULT_STEPS  # the sampler's, once known; bounds `for step` windows
     seed: int = 0  # the study's, once known; a search's validation seeds follow them
     samples: int = 4
+    model_kind: str | None = None  # the study's model kind, once known
+    guidance: float | None = None  # the sampler's guidance (None: the model's default)
 
     def __post_init__(self) -> None:
         table = self.table

@@ -6,6 +6,7 @@ from ablang import ast
 from ablang.errors import did_you_mean
 from ablang.plan import QUALITY_METRICS, Constraint, Op, Search, Validation
 from ablang.resolve.context import Context, count, real
+from ablang.resolve.qualifiers import search_sides
 from ablang.resolve.selectors import distinct, droppable, select
 from ablang.resolve.settings import MAX_SEED
 from ablang.resolve.windows import windows_of
@@ -64,10 +65,11 @@ def search_of(
             ok = False
         else:
             ops.append(op.op)
+    sides = search_sides(cx, stmt.ops)
     picked = select(cx, stmt.targets)
     windows = windows_of(cx, stmt.window, split=True)
     valid, check = validation_of(cx, stmt.validation)
-    if picked is None or windows is None or not ok or not valid:
+    if picked is None or windows is None or sides is None or not ok or not valid:
         return None
     # With other ops listed too, a block that cannot be dropped stays a candidate for those;
     # the search skips the (block, drop) pairs that the table marks not droppable.
@@ -86,6 +88,7 @@ def search_of(
         span=stmt.span,
         periods=tuple(periods) if len(periods) > 1 else (),
         validation=check,
+        sides=sides,
     )
 
 

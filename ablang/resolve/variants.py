@@ -4,10 +4,13 @@ so that their names and the variants' share one namespace)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from ablang import ast
 from ablang.errors import Note, Span
 from ablang.plan import Intervention, Search, Sweep, Variant, Window
-from ablang.resolve.context import Context, count, real
+from ablang.resolve.context import Context, real
+from ablang.resolve.qualifiers import cache_when, same_time, side_of
 from ablang.resolve.searches import search_of
 from ablang.resolve.selectors import distinct, droppable, select
 from ablang.resolve.windows import windows_of
@@ -23,7 +26,8 @@ def interventions(
     picked = select(cx, iv.targets)
     windows = windows_of(cx, iv.window, split=context == "sweep")
     params = params_of(cx, iv)
-    if picked is None or windows is None or params is None:
+    side = side_of(cx, iv)
+    if picked is None or windows is None or params is None or side is None:
         return None
     errors = len(cx.diag.errors)
     picked = droppable(cx, iv.op, picked, leave_out_wildcards=context == "sweep")
@@ -39,21 +43,34 @@ def interventions(
             hint="use `zero` instead of `drop`",
         )
         return None
-    factor, every = params
+    factor, (every, grow, at) = params
+    at_kind = iv.at_var
     out = [
-        Intervention(iv.op, p.name, w, factor, every, span=iv.span) for p in picked for w in windows
+        Intervention(
+            iv.op, p.name, w, factor, every, grow, _inside(at, w), at_kind, side, span=iv.span
+        )
+        for p in picked
+        for w in windows
     ]
     return out, windows
 
 
-def params_of(cx: Context, iv: ast.Intervention) -> tuple[float | None, int | None] | None:
+def _inside(at: tuple[int, ...] | None, w: Window) -> tuple[int, ...] | None:
+    """A sweep cell keeps the ``at`` entries inside its own window (same unit: checked)."""
+    return at if at is None else tuple(a for a in at if w.contains(a, a))
+
+
+def params_of(
+    cx: Context, iv: ast.Intervention
+) -> tuple[float | None, tuple[int | None, int | None, tuple[int, ...] | None]] | None:
+    """``(factor, (every, grow, at))``; None after an error."""
     if iv.op == "scale" and iv.factor is not None:
         v = real(cx.diag, iv.factor, "by", None)
-        return None if v is None else (v, None)
+        return None if v is None else (v, (None, None, None))
     if iv.op == "cache":
-        every = count(cx.diag, iv.every, "every", minimum=1, default=0)
-        return None if not every else (None, every)
-    return None, None
+        when = cache_when(cx, iv)
+        return None if when is None else (None, when)
+    return None, (None, None, None)
 
 
 def overlaps(cx: Context, interventions: list[Intervention]) -> None:
@@ -61,6 +78,8 @@ def overlaps(cx: Context, interventions: list[Intervention]) -> None:
     by_component: dict[str, list[Intervention]] = {}
     for iv in interventions:
         for other in by_component.get(iv.component, ()):
+            if not same_time(cx, iv, other):
+                continue
             a, b = other.window, iv.window
             if "all" not in (a.kind, b.kind) and a.kind != b.kind:
                 cx.diag.error(
@@ -169,7 +188,7 @@ def bare_name(cx: Context, stmt: ast.Intervention, ivs: list[Intervention]) -> s
     if len({iv.component for iv in ivs}) == 1:
         return first.label()
     targets = ", ".join(s.code() for s in stmt.targets)
-    return Intervention(first.op, targets, first.window, first.factor, first.every).label()
+    return dataclasses.replace(first, component=targets).label()
 
 
 def sweep_of(cx: Context, stmt: ast.SweepStmt, name: str) -> tuple[Sweep, list[Variant]] | None:
@@ -185,7 +204,10 @@ def sweep_of(cx: Context, stmt: ast.SweepStmt, name: str) -> tuple[Sweep, list[V
         for r in range(len(components))
     )
     params = tuple((k, v) for k, v in ivs[0].params.items())
-    return Sweep(name, iv.op, params, components, tuple(windows), matrix, span=stmt.span), cells
+    sweep = Sweep(
+        name, iv.op, params, components, tuple(windows), matrix, span=stmt.span, side=ivs[0].side
+    )
+    return sweep, cells
 
 
 def _nth(name: str, k: int) -> str:
