@@ -89,6 +89,19 @@ def test_a_bad_ray_setting_is_a_positioned_error(tmp_path, line, message):
     assert error.span.line == STUDY.count("\n") + 1
 
 
+def test_the_resume_command_keeps_the_ray_flags(tmp_path):
+    from ablang.commands.run import resume_command
+
+    study = write_study(tmp_path)
+    plan = check_file(study).plan
+    args = cli.build_parser().parse_args(
+        ["run", str(study), "--out", "o", "--ray", "10.0.0.5:6379", "--ray-workers", "3"]
+    )
+    assert resume_command(args, plan).endswith("--ray 10.0.0.5:6379 --ray-workers 3 --resume")
+    args = cli.build_parser().parse_args(["run", str(study), "--out", "o", "--no-ray"])
+    assert resume_command(args, plan).endswith("--no-ray --resume")
+
+
 def test_workers_are_one_per_gpu_else_one_per_cpu():
     assert plan_cluster({"CPU": 8.0}, "auto") == plan_cluster({"CPU": 8.0}, "cpu")
     cpu = plan_cluster({"CPU": 8.0}, "auto")
