@@ -3,7 +3,9 @@ same images as a local run, for a study with variants, a sweep and a search; a w
 the middle of a task; a driver interrupted and resumed; Ray missing.
 
 The end-to-end tests share one local Ray cluster of 2 CPUs (a module fixture) and a local run
-of the same study, and keep the study tiny (4 steps, one image), so they take seconds each.
+of the same study, and keep the study tiny (4 steps, one image, 7 variants and a search of 6
+candidates). On a 2-core machine shared with other jobs they took 15 minutes in all (most of it
+waiting for CPU); they are marked slow.
 """
 
 from __future__ import annotations
