@@ -1,7 +1,7 @@
 """The same sweep locally and on a local Ray cluster, in one run: what Ray costs and what it buys.
 
     python benchmarks/bench_ray.py [--steps 10] [--by 250] [--samples 1] [--prompts 2]
-                                   [--batch 1] [--workers 2] [--repeats 1]
+                                   [--batch 1] [--workers 2] [--repeats 1] [--device cpu|cuda]
 
 On the built-in model, ``sweep drop skip[*] for t in 0..1000 by BY`` (8 skips x 1000/BY windows),
 guided DDPM. The driver runs the baseline once (as ``ablang run --ray`` does); then the variants
@@ -17,7 +17,8 @@ Also printed: ``ray.init`` (a local cluster's start), the workers' warm-up (proc
 model loaded, the noise drawn), and the projected wall time on K workers:
 ``baseline + warm-up + ceil(chunks / K) * (compute + overhead per chunk)``, assuming K
 workers each with what one worker had here (one GPU each on a GPU cluster). The images of every
-way are compared with the local ones (they must be equal bit for bit).
+way are compared with the local ones (they must be equal bit for bit). ``--device cuda``: the
+driver and each worker on a GPU (one GPU per worker), against the local executor on the same GPU.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from ablang.resolve import model_spec, resolve
 from ablang.session import Session, component_table
 
 
-def sweep_plan(steps: int, by: int, samples: int, prompts: int):
+def sweep_plan(steps: int, by: int, samples: int, prompts: int, device: str):
     digits = ", ".join(f'"{d}"' for d in range(prompts))
     text = (
         f"model tiny\nsampler ddpm steps {steps} guidance 3.0\nsamples {samples}\n"
-        f"prompts {digits}\ndevice cpu\nsweep drop skip[*] for t in 0..1000 by {by}\n"
+        f"prompts {digits}\ndevice {device}\nsweep drop skip[*] for t in 0..1000 by {by}\n"
     )
     study = parse(text, "bench_ray.abl")
     spec = model_spec(study)
@@ -81,11 +82,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="variants per chunk (one Ray task)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args()
     ray = require_ray()
 
-    plan = sweep_plan(args.steps, args.by, args.samples, args.prompts)
-    session = Session.from_plan(plan, "cpu")
+    plan = sweep_plan(args.steps, args.by, args.samples, args.prompts, args.device)
+    session = Session.from_plan(plan, args.device)
+    gpus = 1 if args.device == "cuda" else 0
     t0 = time.perf_counter()
     baseline = session.executor.baseline()
     base_s = time.perf_counter() - t0
@@ -110,7 +113,7 @@ def main() -> None:
         local_s.append(s)
         for k, walls in ((1, one_s), (args.workers, many_s)):
             t0 = time.perf_counter()
-            runner = RayRunner(plan, ClusterPlan(k, 0, "cpu"))
+            runner = RayRunner(plan, ClusterPlan(k, gpus, args.device))
             loads = runner.warm_up()
             start_s = time.perf_counter() - t0
             warm.append(start_s)

@@ -3,7 +3,9 @@ same images as a local run, for a study with variants, a sweep and a search; a w
 the middle of a task; a driver interrupted and resumed; Ray missing.
 
 The end-to-end tests share one local Ray cluster of 2 CPUs (a module fixture) and a local run
-of the same study, and keep the study tiny (4 steps, one image), so they take seconds each.
+of the same study, and keep the study tiny (4 steps, one image, 7 variants and a search of 6
+candidates). On a 2-core machine shared with other jobs they took 15 minutes in all (most of it
+waiting for CPU); they are marked slow.
 """
 
 from __future__ import annotations
@@ -87,6 +89,19 @@ def test_a_bad_ray_setting_is_a_positioned_error(tmp_path, line, message):
     (error,) = checked.errors
     assert error.message == message and error.code == "ray-address"
     assert error.span.line == STUDY.count("\n") + 1
+
+
+def test_the_resume_command_keeps_the_ray_flags(tmp_path):
+    from ablang.commands.run import resume_command
+
+    study = write_study(tmp_path)
+    plan = check_file(study).plan
+    args = cli.build_parser().parse_args(
+        ["run", str(study), "--out", "o", "--ray", "10.0.0.5:6379", "--ray-workers", "3"]
+    )
+    assert resume_command(args, plan).endswith("--ray 10.0.0.5:6379 --ray-workers 3 --resume")
+    args = cli.build_parser().parse_args(["run", str(study), "--out", "o", "--no-ray"])
+    assert resume_command(args, plan).endswith("--no-ray --resume")
 
 
 def test_workers_are_one_per_gpu_else_one_per_cpu():
