@@ -356,7 +356,7 @@ def main() -> int:
             "sampling time (this study's `fast` variant; docs/models.md counts 27.8% fewer Unet "
             "FLOPs for it at full width and 100 steps). "
             f"Here: width {args.glide_channels} (published: 192), {plan.sampler.steps} steps, "
-            "random weights (ssim says only that the variants sample differently)."
+            "random weights, so ssim is no quality figure."
         )
     tmp.cleanup()
     return 0
