@@ -109,7 +109,7 @@ def unseen_seed(plan: Plan) -> int:
 
 def same_setting(base, other, path: Path) -> None:
     """An --emitted file must sample like the baseline: same model weights, sampler and steps."""
-    for attr in ("CHECKSUM", "SAMPLER", "TIMESTEPS", "GUIDANCE", "ETA", "IMAGE_SHAPE"):
+    for attr in ("CHECKSUM", "SAMPLER", "SCHEDULE", "GUIDANCE", "IMAGE_SHAPE"):
         if getattr(base, attr) != getattr(other, attr):
             sys.exit(
                 f"bench_accelerate: {path} has {attr} = {getattr(other, attr)!r}, the study's baseline "
