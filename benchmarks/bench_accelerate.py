@@ -22,9 +22,9 @@ glide-text2im at ``--glide-channels`` base width (192 is the published model; th
 ninth of its conv FLOPs, with a 4-layer text transformer 128 wide, is sized for a quiet CPU, 32
 for a busy one) and sampled with ``--steps`` respaced steps (default 10) instead of the study's
 100; by default one image of each of the study's first two prompts. The zero-initialised output
-layers get small random values, so every block reaches the image. The paper reports about 27% less sampling time for its
-accelerated sampler; the study's ``fast`` variant is that schedule. Without glide-text2im (not on
-PyPI) it says so and exits 0.
+layers get small random values, so every block reaches the image. The paper reports about 27%
+less sampling time for its accelerated sampler; the study's ``fast`` variant is that schedule.
+Without glide-text2im (not on PyPI) it says so and exits 0.
 
 ``--searched PATH.py`` is ``--emitted`` for the best variant of the study's search: its row is
 named ``searched``, and unless ``--seed`` says otherwise the seeds start after every seed the
