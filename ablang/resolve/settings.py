@@ -122,7 +122,7 @@ def scheduler_choice(cx: Context, name: ast.Name, model_kind: str | None) -> tup
         if own:
             return ("ddim" if value == "DDIMScheduler" else "ddpm"), value
         cx.diag.error(
-            f"`sampler {value}` is a diffusers scheduler; `{model_kind}` models sample with "
+            f"`sampler {value}` names a diffusers scheduler; `{model_kind}` models sample with "
             "ablang's own ddpm and ddim",
             name.span,
             "sampler-model",
@@ -136,7 +136,7 @@ def scheduler_choice(cx: Context, name: ast.Name, model_kind: str | None) -> tup
         f"unknown sampler `{value}`",
         name.span,
         "unknown-sampler",
-        hint=(close + "; " if close else "") + "samplers: " + ", ".join(choices)
+        hint=(close + " " if close else "") + "samplers: " + ", ".join(choices)
         if own
         else close or "samplers: ddpm, ddim",
     )
