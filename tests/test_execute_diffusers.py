@@ -42,6 +42,10 @@ def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipes")
     return {
         "pixel": tiny_ddpm_pipeline(root / "pixel"),
+        # linspace spacing: fractional timesteps (999.0, 749.25, ...)
+        "euler": tiny_ddpm_pipeline(
+            root / "euler", scheduler="EulerDiscreteScheduler", timestep_spacing="linspace"
+        ),
         "sd": tiny_sd_pipeline(root / "sd"),
         "sd_v": tiny_sd_pipeline(root / "sd_v", prediction_type="v_prediction"),
     }
@@ -60,7 +64,7 @@ def study(directory, sampler: str, body: str = "", prompts: bool = True) -> str:
 
 
 def session(dirs, tables, kind: str, sampler: str, body: str = "") -> Session:
-    text = study(dirs[kind], sampler, body, prompts=kind != "pixel")
+    text = study(dirs[kind], sampler, body, prompts=kind.startswith("sd"))
     plan = resolve(parse(text, "s.abl"), tables[kind])
     return Session.from_plan(plan, "cpu")
 
@@ -158,18 +162,25 @@ def test_sd_v_prediction_equals_the_pipeline(dirs, tables, scheduler):
 
 
 def test_time_windows_use_the_schedulers_timesteps(dirs, tables):
-    """Euler's timesteps are fractional; `for t in` windows test them, `for step in` the index."""
-    s = session(dirs, tables, "sd", f"sampler EulerDiscreteScheduler steps {STEPS}")
+    """Euler with linspace spacing has fractional timesteps; `for t in` windows test them as they
+    are, `for step in` the step index; the Unet sees them as float32, as in the pipeline."""
     from diffusers import EulerDiscreteScheduler
 
-    ref = EulerDiscreteScheduler.from_config(load_scheduler(dirs["sd"]).config)
+    s = session(dirs, tables, "euler", f"sampler pipeline steps {STEPS}")
+    ref = EulerDiscreteScheduler.from_config(load_scheduler(dirs["euler"]).config)
     ref.set_timesteps(STEPS)
     assert [st.t for st in s.steps] == [t.item() for t in ref.timesteps]
-    assert any(isinstance(st.t, float) and not float(st.t).is_integer() for st in s.steps)
+    assert any(isinstance(st.t, float) and not st.t.is_integer() for st in s.steps)
     assert [st.index for st in s.steps] == list(range(STEPS))
+    assert s.executor.sampler.model_t(1, 2, s.device).dtype == torch.float32
     w = Window("t", 0, 500)
     inside = [st.index for st in s.steps if w.contains(st.t, st.index)]
-    assert inside and len(inside) < STEPS
+    assert inside == [k for k, t in enumerate(ref.timesteps.tolist()) if 0 <= t < 500]
+    assert 0 < len(inside) < STEPS
+    body = "variant late {\n    drop skip[1] for t in 0..500\n}\n"
+    s = session(dirs, tables, "euler", f"sampler pipeline steps {STEPS}", body)
+    (late,) = s.executor.run_batch([s.plan.variant("late")], s.executor.baseline(), "accelerate")
+    assert late.start_step == inside[0]
 
 
 # --------------------------------------------------------------------------- prefix sharing
@@ -380,3 +391,14 @@ def test_emitted_sd_sampler_reproduces_the_run_without_ablang(dirs, tables, tmp_
         for p in sorted((tmp_path / "run" / "samples").glob("*.pt"))
     ]
     assert any(torch.equal(images, r) for r in runs)
+
+
+def test_search_on_a_diffusers_scheduler_stops_before_sampling(dirs, tables):
+    from ablang.errors import AblangError
+
+    body = "search fast speedup where mse <= 0.1 over drop of skip[*] for t in 0..1000 by 500\n"
+    text = study(dirs["pixel"], f"sampler pipeline steps {STEPS}", body, prompts=False)
+    plan = resolve(parse(text, "s.abl"), tables["pixel"])
+    with pytest.raises(AblangError) as e:
+        Session.from_plan(plan, "cpu")
+    assert e.value.code == "search-scheduler" and e.value.span is not None
