@@ -122,6 +122,7 @@ def emit(root: Path, steps: int, comp: str, every: int, out: Path):
     loader = importlib.util.spec_from_file_location("fast_deepcache", out)
     assert loader is not None and loader.loader is not None
     module = importlib.util.module_from_spec(loader)
+    sys.modules[loader.name] = module  # as an import does (its dataclasses look it up)
     loader.loader.exec_module(module)
     return module, table.count("dec")
 

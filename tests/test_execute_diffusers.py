@@ -207,7 +207,8 @@ def full_rerun(s: Session, variant: Variant) -> torch.Tensor:
 )
 def test_variants_continue_from_the_baselines_scheduler_state(dirs, tables, scheduler):
     """DPM-Solver++ 2M, UniPC and SD's PNDM keep a history; a variant starting at step 3 from
-    the baseline's fork equals a full re-run, bit for bit (and both batched in measure mode)."""
+    the baseline's fork equals a full re-run, bit for bit. Batched in measure mode (another
+    program, masks, twice the batch: float32 sums in another order) within 1e-5."""
     s = session(dirs, tables, "sd", f"sampler {scheduler} steps {STEPS}")
     late = Variant("late", (Intervention("drop", "skip[1]", Window("step", 3, STEPS)),))
     other = Variant("other", (Intervention("scale", "mid", Window("step", 3, STEPS), factor=0.5),))
@@ -218,8 +219,8 @@ def test_variants_continue_from_the_baselines_scheduler_state(dirs, tables, sche
     assert torch.equal(alone.images, full)
     assert not torch.equal(full, base.images)
     batched = s.executor.run_batch([late, other], base, "measure")
-    assert torch.equal(batched[0].images, full)
-    assert torch.equal(batched[1].images, full_rerun(s, other))
+    assert torch.allclose(batched[0].images, full, atol=1e-5, rtol=0)
+    assert torch.allclose(batched[1].images, full_rerun(s, other), atol=1e-5, rtol=0)
 
 
 def test_journaled_baseline_without_states_is_sampled_again(dirs, tables):
