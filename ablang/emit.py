@@ -189,7 +189,7 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     if not model.emit:
         raise AblangError(f"the {model.label} adapter cannot emit samplers", code="emit")
     if "diffusers" in model.emit:  # the scheduler's loop, not the runtime's table
-        from ablang.models.diffusers_emit import emit_source as diffusers_source
+        from ablang.emit_diffusers import emit_source as diffusers_source
 
         return diffusers_source(plan, variant, model, programs)
     diffusion = Diffusion(model.diffusion, plan.sampler.steps)

@@ -22,6 +22,7 @@ import ablang
 from ablang import runtime
 from ablang.compile import ProgramCache, RuleSet, cache_input_name, schedule
 from ablang.diffusion import Diffusion
+from ablang.emit import HEADER, _program_names, _ranges, _section, function_source
 from ablang.errors import AblangError
 from ablang.execute import make_setup
 from ablang.models import diffusers_sched, diffusers_unet, sd
@@ -192,8 +193,6 @@ def _defined(node: ast.stmt) -> str | None:
 
 def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: ProgramCache) -> str:
     """The generated module's text (not yet formatted)."""
-    from ablang.emit import HEADER, _program_names, _ranges, _section, function_source
-
     info = model.emit["diffusers"]
     diffusion = Diffusion(model.diffusion, plan.sampler.steps)
     setup = make_setup(plan, model, diffusion)
