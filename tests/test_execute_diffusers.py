@@ -317,7 +317,7 @@ def test_unknown_scheduler_names_the_choices(dirs, tables):
 
 def test_diffusers_samplers_need_a_diffusers_model():
     (err,) = errors("model tiny\nsampler pipeline steps 5\n", None)
-    assert err.code == "sampler-model" and err.span.column == 9
+    assert err.code == "sampler-model" and err.span.col == 9
     (err,) = errors("model tiny\nsampler EulerDiscreteScheduler\n", None)
     assert err.code == "sampler-model"
 
