@@ -58,6 +58,9 @@ class ComponentTable:
     # a class-conditional model's prompts, exactly as a study writes them; () = not known here
     classes: tuple[str, ...] = ()
     image_shape: tuple[int, ...] = ()  # (C, H, W) of the images it makes; () = not known here
+    # diffusers models: the directory's scheduler class and the ones its config can build
+    scheduler: str = ""
+    schedulers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.num_levels and self.components:

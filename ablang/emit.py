@@ -210,6 +210,10 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     """The generated module's text (not yet formatted): data, programs, and the runtime."""
     if not model.emit:
         raise AblangError(f"the {model.label} adapter cannot emit samplers", code="emit")
+    if "diffusers" in model.emit:  # the scheduler's loop, not the runtime's table
+        from ablang.emit_diffusers import emit_source as diffusers_source
+
+        return diffusers_source(plan, variant, model, programs)
     diffusion = Diffusion(model.diffusion, plan.sampler.steps)
     setup = make_setup(plan, model, diffusion)
     table = diffusion.table(setup.kind, setup.eta)

@@ -10,10 +10,12 @@
 
 Everything about the trajectory itself (noise, guidance by batch doubling, the DDPM/DDIM step,
 the loop) is ``ablang/runtime.py``, the code emitted samplers ship verbatim; this module decides
-which program runs for which chunk, and keeps the baseline's states. With guidance the batch is
-``[chunks' cond; chunks' uncond]``. An intervention on one side of guidance (``on uncond``) acts
+which program runs for which chunk, and keeps the baseline's states. The stepping itself is a
+``TrajectorySampler`` (``models/base.py``): ablang's table (``trajectory.py``) or a diffusers
+scheduler. With guidance the batch is ``[chunks' cond; chunks' uncond]`` (diffusers: ``[uncond;
+cond]``, the sampler's ``halves``). An intervention on one side of guidance (``on uncond``) acts
 on that half's rows only: in measure mode through its mask, in accelerate mode by running the
-two halves as two programs at the steps where they differ (``runtime.guided_halves``). Cached
+two halves as two programs at the steps where they differ (the sampler's ``guided_halves``). Cached
 values are kept per chunk and per half (``Caches``).
 """
 
@@ -22,13 +24,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from ablang import runtime
 from ablang.compile import (
-    HALVES,
     Mode,
     ProgramCache,
     Rule,
@@ -40,8 +41,10 @@ from ablang.compile import (
 )
 from ablang.diffusion import Diffusion, Step, steps_of
 from ablang.errors import AblangError
-from ablang.models.base import Cond, LoadedModel
+from ablang.models.base import Cond, LoadedModel, TrajectorySampler
+from ablang.models.kinds import SCHEDULER_OF_SAMPLER
 from ablang.plan import Plan, Variant
+from ablang.trajectory import TableSampler
 
 Caches = dict[str, dict[str, torch.Tensor]]  # one chunk's cached values: half -> component -> value
 
@@ -56,15 +59,26 @@ class RunSetup:
     guidance: float
     kind: Literal["ddpm", "ddim"]
     eta: float
+    scheduler: str | None = None  # a diffusers scheduler ("pipeline" or a class name)
 
 
 @dataclass
 class Trajectory:
-    """The baseline's states: ``xs[k]`` is x before step k, ``xs[-1]`` the final images."""
+    """The baseline's states: ``xs[k]`` is x before step k, ``xs[-1]`` the final x.
+
+    ``images`` are the final images (``xs[-1]`` decoded, for a latent model). A stateful
+    sampler's ``states[k]`` is a fork of the whole sampler state before step k (None when
+    read back from a journal: the executor then samples the baseline again for them)."""
 
     xs: list[torch.Tensor]
     seconds: float
     step_seconds: list[float] = field(default_factory=list)
+    images_: torch.Tensor | None = None
+    states: list[Any] | None = field(default=None, repr=False)
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.xs[-1] if self.images_ is None else self.images_
 
 
 @dataclass(frozen=True)
@@ -85,13 +99,22 @@ def make_setup(plan: Plan, model: LoadedModel, diffusion: Diffusion) -> RunSetup
     guidance = (
         plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance
     )
+    scheduler = None
+    steps = tuple(steps_of(diffusion))
+    if model.trajectory is not None:
+        # a model with its own schedulers: `ddpm` / `ddim` name diffusers' (plans built by hand)
+        scheduler = plan.sampler.scheduler or SCHEDULER_OF_SAMPLER[plan.sampler.kind]
+        sampler = model.trajectory(scheduler, plan.sampler.steps, plan.sampler.eta, tuple(seeds))
+        ts = sampler.timesteps
+        steps = tuple(Step(k, t, len(ts) - 1 - k) for k, t in enumerate(ts))  # type: ignore[arg-type]
     return RunSetup(
         prompts=tuple(per_sample),
         seeds=tuple(seeds),
-        steps=tuple(steps_of(diffusion)),
+        steps=steps,
         guidance=float(guidance),
         kind=plan.sampler.kind,
         eta=plan.sampler.eta,
+        scheduler=scheduler,
     )
 
 
@@ -108,10 +131,13 @@ class Executor:
     ) -> None:
         self.model, self.diffusion, self.setup, self.device = model, diffusion, setup, device
         self.programs = programs or ProgramCache(model.traced)
-        self.table = diffusion.table(setup.kind, setup.eta)
-        self.x_T, self.noise = runtime.make_noise(
-            model.image_shape, list(setup.seeds), len(setup.steps)
-        )
+        self.sampler: TrajectorySampler
+        if setup.scheduler is not None and model.trajectory is not None:
+            self.sampler = model.trajectory(setup.scheduler, len(diffusion), setup.eta, setup.seeds)
+        else:
+            self.table = diffusion.table(setup.kind, setup.eta)
+            self.sampler = TableSampler(self.table, model.image_shape, setup.seeds)
+            self.x_T, self.noise = self.sampler.x_T, self.sampler.noise
         self.cond, self.uncond = model.make_cond(list(setup.prompts), device)
         if setup.guidance != 1.0 and self.uncond is None:
             # never record a guidance that was not applied (the resolver reports this first)
@@ -145,7 +171,7 @@ class Executor:
         for c in caches:  # a caller's fresh `{}` is an empty Caches
             for h in self.halves:
                 c.setdefault(h, {})
-        t = runtime.model_timesteps(self.table, step.index, x.shape[0], self.device)
+        t = self.sampler.model_t(step.index, x.shape[0], self.device)
         cond = runtime.tile_cond(self.cond, chunks)
         uncond = runtime.tile_cond(self.uncond, chunks) if self.doubled else None
         g, channels, last = self.setup.guidance, self.channels, self.model.channels_last
@@ -154,7 +180,7 @@ class Executor:
             cond_rules, uncond_rules = halves(rules_per_chunk[0])
             own = caches[0]
             if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
-                return runtime.guided_halves(
+                return self.sampler.guided_halves(
                     lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], xin, t, c),
                     lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], xin, t, c),
                     x,
@@ -170,7 +196,7 @@ class Executor:
             def whole(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
                 return self._accelerate(cond_rules, parts, xin, t, c)
 
-            return runtime.guided_output(whole, x, t, cond, uncond, g, channels, last)
+            return self.sampler.guided_output(whole, x, t, cond, uncond, g, channels, last)
 
         # rows, in batch order: (half, chunk) -> that chunk's side-free rules on that half
         rows = [(h, k, half(rs, h)) for h in self.halves for k, rs in enumerate(rules_per_chunk)]
@@ -188,13 +214,13 @@ class Executor:
                         caches[k][h][comp] = value[j * self.n : (j + 1) * self.n]
             return out
 
-        return runtime.guided_output(masked, x, t, cond, uncond, g, channels, last)
+        return self.sampler.guided_output(masked, x, t, cond, uncond, g, channels, last)
 
     @property
     def halves(self) -> tuple[str, ...]:
-        """The halves of a guided batch in batch order (``runtime.guided_output``: ``[cond;
-        uncond]``), each with its own cached values; one part without guidance."""
-        return HALVES if self.doubled else HALVES[:1]
+        """The halves of a guided batch in the sampler's batch order, each with its own cached
+        values; one part without guidance."""
+        return self.sampler.halves if self.doubled else ("cond",)
 
     def new_caches(self) -> Caches:
         return {h: {} for h in self.halves}
@@ -229,7 +255,14 @@ class Executor:
         caches: list[Caches],
         mode: Mode,
     ) -> torch.Tensor:
-        """One sampler step for ``len(rules_per_chunk)`` chunks of ``self.n`` images each."""
+        """One sampler step for ``len(rules_per_chunk)`` chunks of ``self.n`` images each (x
+        alone is the state: ablang's own table, not a stateful scheduler)."""
+        if self.sampler.stateful:
+            raise AblangError(
+                f"searching is not available with a diffusers scheduler yet "
+                f"({self.setup.scheduler}): write the candidates as variants",
+                code="search-scheduler",
+            )
         out = self.output(x, step, rules_per_chunk, caches, mode)
         noise = runtime.step_noise(self.noise, step.index, x)
         return runtime.step(self.table, step.index, x, out, noise)
@@ -265,24 +298,44 @@ class Executor:
 
     # ---------------------------------------------------------------- trajectories
 
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """Final x as images in [-1, 1] (decoded where the model samples latents), on the cpu."""
+        if self.model.decode is None:
+            return x.cpu()
+        return torch.cat([self.model.decode(part) for part in x.split(self.n)]).cpu()
+
     @torch.no_grad()
     def baseline(self, on_step: Callable[[], None] | None = None) -> Trajectory:
-        x = self.x_T.to(self.device)
-        xs, times = [x.cpu()], []
+        sampler = self.sampler
+        state = sampler.start(self.device)
+        xs, times = [sampler.x(state).cpu()], []
+        states = [sampler.fork(state)] if sampler.stateful else None
         steps = self.setup.steps
         caches = [self.new_caches()]
-
-        def output(k: int, x: torch.Tensor) -> torch.Tensor:
-            return self.output(x, steps[k], [frozenset()], caches, "accelerate")
-
         start = t0 = time.perf_counter()
-        for _, after in runtime.sample_loop(self.table, x, self.noise, output):
+        for k in range(len(steps)):
+            x = sampler.model_input(state)
+            out = self.output(x, steps[k], [frozenset()], caches, "accelerate")
+            sampler.step(state, out)
             times.append(time.perf_counter() - t0)
-            xs.append(after.cpu())
+            xs.append(sampler.x(state).cpu())
+            if states is not None and k + 1 < len(steps):
+                states.append(sampler.fork(state))
             if on_step:
                 on_step()
             t0 = time.perf_counter()
-        return Trajectory(xs, time.perf_counter() - start, times)
+        seconds = time.perf_counter() - start
+        images = self.images(sampler.x(state)) if self.model.decode is not None else None
+        return Trajectory(xs, seconds, times, images, states)
+
+    def _start_state(self, baseline: Trajectory, k: int) -> Any:
+        """A fresh copy of the baseline's state before step ``k``."""
+        if not self.sampler.stateful:
+            return self.sampler.resume(baseline.xs[k], k, self.device)
+        if baseline.states is None:  # read back from a journal: the forks are not saved
+            baseline.states = self.baseline().states
+        assert baseline.states is not None
+        return self.sampler.fork(baseline.states[k])
 
     @torch.no_grad()
     def run_batch(
@@ -299,22 +352,26 @@ class Executor:
         scheds = [schedule(v, steps) for v in variants]
         start = min(s.first_active for s in scheds)
         assert mode == "measure" or len(variants) == 1
-        x = baseline.xs[start].to(self.device).repeat(len(variants), 1, 1, 1)
+        # one state per chunk: a scheduler's history belongs to its own trajectory
+        states = [self._start_state(baseline, start) for _ in variants]
         caches = [self.new_caches() for _ in variants]
-
-        def output(k: int, x: torch.Tensor) -> torch.Tensor:
-            return self.output(x, steps[k], [s.per_step[k] for s in scheds], caches, mode)
+        sampler = self.sampler
 
         before = self.evaluations
         t0 = time.perf_counter()
-        final = x
-        for _, final in runtime.sample_loop(self.table, x, self.noise, output, start):
+        for k in range(start, len(steps)):
+            x = torch.cat([sampler.model_input(s) for s in states])
+            out = self.output(x, steps[k], [s.per_step[k] for s in scheds], caches, mode)
+            for state, part in zip(states, out.chunk(len(variants))):
+                sampler.step(state, part)
             if on_step:
                 on_step()
         seconds = (time.perf_counter() - t0) / len(variants)
         evals = (self.evaluations - before) // len(variants)
-        images = final.cpu().chunk(len(variants)) if len(variants) > 1 else (final.cpu(),)
-        return [Samples(v.name, img, start, seconds, evals) for v, img in zip(variants, images)]
+        return [
+            Samples(v.name, self.images(sampler.x(s)), start, seconds, evals)
+            for v, s in zip(variants, states)
+        ]
 
 
 def batches(

@@ -226,11 +226,15 @@ class Journal:
                 )
             self._baseline_sha = None
             return None
-        return Trajectory(list(xs), float(seconds), [float(s) for s in step_seconds])
+        images = d.get("images")  # a latent model's decoded images
+        if images is not None and not isinstance(images, torch.Tensor):
+            images = None
+        return Trajectory(list(xs), float(seconds), [float(s) for s in step_seconds], images)
 
     def save_baseline(self, traj: Trajectory) -> None:
         data = _encode(
             {"xs": torch.stack(traj.xs), "seconds": traj.seconds, "step_seconds": traj.step_seconds}
+            | ({"images": traj.images_} if traj.images_ is not None else {})
         )
         atomic_write_bytes(self.out / BASELINE, data)
         self._baseline_sha = hashlib.sha256(data).hexdigest()

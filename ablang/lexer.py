@@ -34,7 +34,7 @@ CLAUSES = (
 )  # fmt: skip
 COMPONENTS = ("enc", "dec", "skip", "level", "mid")
 CONSTANTS = (
-    "tiny", "glide", "adm", "diffusers", "ddpm", "ddim", "cpu", "cuda", "auto",
+    "tiny", "glide", "adm", "diffusers", "ddpm", "ddim", "pipeline", "cpu", "cuda", "auto",
     "mse", "psnr", "ssim", "fid", "kid", "accuracy", "flops", "time", "speedup",
     "composition", "detail", "identity", "cond", "uncond", "both",
 )  # fmt: skip

@@ -219,6 +219,9 @@ class SamplerSpec:
     steps: int = 100
     eta: float = 0.0  # DDIM only
     guidance: float | None = None  # None: the model's default (3.0 if conditional, else 1.0)
+    # diffusers models sample with a diffusers scheduler: "pipeline" (the directory's own) or a
+    # class name built from the directory's config; None: ablang's own DDPM/DDIM table
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)

@@ -154,9 +154,12 @@ def results_json(results: Results) -> dict:
         "model": {"name": results.model_label, "checksum": results.model_checksum},
         "sampler": {
             "kind": plan.sampler.kind,
+            # diffusers models: "pipeline" (the directory's own) or a scheduler class name
+            **({"scheduler": plan.sampler.scheduler} if plan.sampler.scheduler else {}),
             "steps": plan.sampler.steps,
             "guidance": float(results.guidance),
-            "timesteps": [int(t) for t in results.timesteps],
+            # a diffusers scheduler's may be fractional (Euler with Karras sigmas)
+            "timesteps": [int(t) if float(t).is_integer() else float(t) for t in results.timesteps],
         },
         "seed": plan.seed,
         "samples": plan.samples,

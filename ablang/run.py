@@ -416,7 +416,7 @@ def baseline_samples(session: Session, baseline: Trajectory) -> Samples:
     """The baseline as measure sees it. It shares no prefix: all of its steps are its own
     (start 0), else its time would count twice."""
     forwards = len(session.steps) * session.images_per_forward
-    return Samples("baseline", baseline.xs[-1], 0, baseline.seconds, forwards)
+    return Samples("baseline", baseline.images, 0, baseline.seconds, forwards)
 
 
 def collect_results(

@@ -250,7 +250,7 @@ class _Search:
         self.on_step = on_step or (lambda phase, done, total: None)
         self.steps = list(executor.setup.steps)
         self.base_flops = flops.trajectory(schedule(Variant("baseline"), self.steps))
-        self.base_metrics = measure.metrics(baseline.xs[-1])
+        self.base_metrics = measure.metrics(baseline.images)
         self.bounds = tuple(bound(c, self.base_metrics[c.metric]) for c in search.constraints)
         self.points: list[Point] = []
 
@@ -671,7 +671,7 @@ def run_searches(
         if best.interventions:
             (s,) = executor.run_batch([best], baseline, options.mode)
         else:
-            s = Samples(best.name, baseline.xs[-1], 0, baseline.seconds, 0)
+            s = Samples(best.name, baseline.images, 0, baseline.seconds, 0)
         samples.append(s)
         if console is not None:
             validated = (

@@ -239,6 +239,7 @@ def test_setup_orders_samples_by_prompt():
 
     class M:  # only what make_setup reads
         default_prompts, default_guidance = ("0", "1"), 3.0
+        trajectory = None  # ablang's own DDPM/DDIM table, not a diffusers scheduler
 
     p = dataclasses.replace(make_plan(prompts=("3", "7"), samples=2), seed=10)
     setup = make_setup(p, M, Diffusion(DiffusionSpec(), 10))

@@ -442,6 +442,7 @@ def test_emitted_sampler_matches_the_run(saved, tmp_path):
     """The emitted sampler wraps the saved diffusers Unet as ablang traced it and makes the
     run's images."""
     import importlib.util
+    import sys
 
     from ablang.parse import parse
     from ablang.resolve import resolve
@@ -458,6 +459,7 @@ def test_emitted_sampler_matches_the_run(saved, tmp_path):
     run_plan(plan, RunOptions(out=tmp_path / "run", device="cpu"))
     loader = importlib.util.spec_from_file_location("fast_diffusers", tmp_path / "fast.py")
     fast = importlib.util.module_from_spec(loader)
+    sys.modules[loader.name] = fast  # as an import does (its dataclasses look it up)
     loader.loader.exec_module(fast)
     images = fast.sample(n=2, seed=0)
     runs = [

@@ -60,7 +60,7 @@ def run(args) -> int:
         traj = executor.baseline(lambda: progress.advance(task))
     nrow = args.n
     try:
-        sample_grid(traj.xs[-1], list(setup.prompts), args.out, nrow=nrow)
+        sample_grid(traj.images, list(setup.prompts), args.out, nrow=nrow)
     except AblangError as e:  # a read-only folder, a full disk: nothing was replaced
         print(
             f"ablang sample: error: {e.message}" + (f"\nhint: {e.hint}" if e.hint else ""),

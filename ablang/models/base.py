@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -23,6 +23,77 @@ from ablang.plan import ModelSpec
 from ablang.trace import TracedUnet
 
 Cond = dict[str, Any]  # keyword inputs of the traced Unet besides x and timesteps
+UnetCall = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
+class TrajectorySampler(Protocol):
+    """How the executor advances trajectories, whatever does the stepping: ablang's own DDPM/DDIM
+    table (``ablang.trajectory.TableSampler``) or a diffusers scheduler
+    (``ablang.models.diffusers_sched.SchedulerTrajectory``).
+
+    A *state* is one trajectory of the run's N samples before some step: ``x`` and whatever the
+    sampler keeps besides (a multistep solver's history, its step index, the generators).
+    ``stateful`` samplers keep more than ``x``: the baseline then keeps a ``fork`` of its state
+    before every step, so that a variant continues from exactly that state.
+    """
+
+    stateful: bool
+    halves: tuple[str, str]  # the guided batch's halves in batch order ("cond" / "uncond")
+
+    @property
+    def timesteps(self) -> tuple[int | float, ...]:
+        """The time each step's Unet call sees, in visiting order (what `for t in` windows test)."""
+        ...
+
+    def start(self, device: torch.device) -> Any: ...
+
+    def resume(self, x: torch.Tensor, k: int, device: torch.device) -> Any:
+        """The state before step ``k`` from ``x`` alone (only where not ``stateful``)."""
+        ...
+
+    def fork(self, state: Any) -> Any: ...
+
+    def x(self, state: Any) -> torch.Tensor: ...
+
+    def model_input(self, state: Any) -> torch.Tensor:
+        """The Unet's ``x`` at the state's step; called once per step."""
+        ...
+
+    def model_t(self, k: int, rows: int, device: torch.device) -> torch.Tensor: ...
+
+    def guided_output(
+        self,
+        unet: UnetCall,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Any,
+        uncond: Any,
+        guidance: float,
+        channels: int,
+        channels_last: bool,
+    ) -> torch.Tensor:
+        """The (guided) model output at one step, in the sampler's batch order for guidance."""
+        ...
+
+    def guided_halves(
+        self,
+        unet_cond: UnetCall,
+        unet_uncond: UnetCall,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Any,
+        uncond: Any,
+        guidance: float,
+        channels: int,
+        channels_last: bool,
+    ) -> torch.Tensor:
+        """``guided_output`` with the halves run by two different calls (an intervention on
+        one side of guidance)."""
+        ...
+
+    def step(self, state: Any, out: torch.Tensor) -> None:
+        """Advance ``state`` by one step given the guided model output."""
+        ...
 
 
 @dataclass
@@ -50,6 +121,12 @@ class LoadedModel:
     emit: dict[str, Any] = field(default_factory=dict)
     # feed the Unet channels-last images: on CPU, small convolutions run faster that way
     channels_last: bool = False
+    # x at the end of sampling -> images [N x C x H x W] in [-1, 1] (a latent model's VAE);
+    # None: x is the image
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # models that sample with their own scheduler (diffusers): (scheduler name or "pipeline",
+    # steps, eta, seeds) -> the sampler; None: ablang's DDPM/DDIM table
+    trajectory: Callable[[str, int, float, tuple[int, ...]], TrajectorySampler] | None = None
 
     @property
     def table(self) -> ComponentTable:

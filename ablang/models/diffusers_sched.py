@@ -242,3 +242,70 @@ def guide(out: torch.Tensor, guidance: float) -> torch.Tensor:
     arithmetic (``uncond + g * (cond - uncond)``)."""
     uncond, cond = out.chunk(2)
     return uncond + guidance * (cond - uncond)
+
+
+class SchedulerTrajectory:
+    """A ``DiffusersSampler`` as the executor's ``TrajectorySampler`` (``ablang.models.base``):
+    the run's seeds and the Unet's input shape bound, guidance in the pipelines' ``[uncond;
+    cond]`` order. ``stateful``: the baseline keeps a fork of its state before every step."""
+
+    stateful = True
+    halves = ("uncond", "cond")  # the pipelines' batch order
+
+    def __init__(
+        self, sampler: DiffusersSampler, seeds: Sequence[int], shape: tuple[int, int, int]
+    ) -> None:
+        self.sampler, self.seeds, self.shape = sampler, tuple(seeds), shape
+
+    @property
+    def timesteps(self) -> tuple[int | float, ...]:
+        return self.sampler.timesteps
+
+    def start(self, device: torch.device) -> SchedulerState:
+        return self.sampler.start(self.seeds, self.shape, device)
+
+    def resume(self, x: torch.Tensor, k: int, device: torch.device) -> SchedulerState:
+        raise ValueError(f"{self.sampler.name} keeps state besides x: continue from a fork")
+
+    def fork(self, state: SchedulerState) -> SchedulerState:
+        return state.fork()
+
+    def x(self, state: SchedulerState) -> torch.Tensor:
+        return state.x
+
+    def model_input(self, state: SchedulerState) -> torch.Tensor:
+        return self.sampler.model_input(state)
+
+    def model_t(self, k: int, rows: int, device: torch.device) -> torch.Tensor:
+        return self.sampler.t(k, rows, device)
+
+    def guided_output(
+        self, unet, x, t, cond, uncond, guidance: float, channels: int, channels_last: bool
+    ) -> torch.Tensor:
+        if uncond is None or guidance == 1.0:
+            return unet(_layout(x, channels_last), t, cond)
+        x2 = _layout(torch.cat([x, x]), channels_last)
+        both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+        return guide(unet(x2, torch.cat([t, t]), both), guidance)
+
+    def guided_halves(
+        self,
+        unet_cond,
+        unet_uncond,
+        x,
+        t,
+        cond,
+        uncond,
+        guidance: float,
+        channels: int,
+        channels_last: bool,
+    ) -> torch.Tensor:
+        x = _layout(x, channels_last)
+        return guide(torch.cat([unet_uncond(x, t, uncond), unet_cond(x, t, cond)]), guidance)
+
+    def step(self, state: SchedulerState, out: torch.Tensor) -> None:
+        self.sampler.step(state, out)
+
+
+def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -31,13 +31,19 @@ resamplers have no shortcut, so a unit that changes shape through one cannot be 
 
 **Conditioning.** ``UNet2DModel``: unconditional, or class labels (``class_labels``) when it has
 a class embedding (no null class, so no guidance). ``UNet2DConditionModel``: the traced Unet takes
-``encoder_hidden_states`` ``[N x L x cross_attention_dim]``; ablang does not load a pipeline's text
-encoder, so text prompts cannot be turned into them here (``make_cond`` says so), while tracing,
-the component table and every intervention work given ``encoder_hidden_states``.
+``encoder_hidden_states`` ``[N x L x cross_attention_dim]``: in a Stable Diffusion pipeline
+directory (``model_index.json``) the pipeline's text encoder makes them from text prompts and its
+VAE decodes the latents (``ablang.models.sd``; guidance 7.5 by default, the empty prompt as the
+unconditional half); a bare conditional Unet can be traced and inspected but not sampled.
+
+**Sampling.** The directory's diffusers scheduler samples (``ablang.models.diffusers_sched``,
+``LoadedModel.trajectory``): ``sampler pipeline`` is its own, ``sampler <SchedulerClass>`` another
+built from its config, ``ddpm`` / ``ddim`` diffusers' DDPMScheduler / DDIMScheduler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -523,25 +529,46 @@ def trace_diffusers(
     )
 
 
+def checksum_files(root: Path, unet_dir: Path, sched_path: Path | None, sd: bool) -> list[Path]:
+    """What a run's checksum covers: the Unet's weights, the scheduler config (it drives
+    sampling), and for Stable Diffusion the VAE's and text encoder's weights and the tokenizer."""
+    files = weight_files(unet_dir)
+    if sd:
+        files += weight_files(root / "vae")
+        enc = root / "text_encoder"
+        files += sorted(enc.glob("model*.safetensors")) or sorted(enc.glob("pytorch_model*.bin"))
+        files += sorted(p for p in (root / "tokenizer").iterdir() if p.is_file())
+    return files + ([sched_path] if sched_path is not None else [])
+
+
 class DiffusersAdapter(ModelAdapter):
     def load(self, device: torch.device) -> LoadedModel:
-        unet_dir, sched_path = locate(self.spec.path or "")
+        from ablang.models import diffusers_sched, sd
+
+        root = Path(self.spec.path or "")
+        unet_dir, sched_path = locate(root)
         model = load_diffusers_unet(unet_dir)
         cfg = model.config
         c_in, c_out = int(cfg.in_channels), int(cfg.out_channels)
-        if sched_path is not None:
-            diffusion = diffusion_spec(
-                json.loads(sched_path.read_text()), c_out, c_in, str(sched_path)
-            )
-        else:
-            diffusion = DiffusionSpec(1000, "linear", learn_sigma=c_out == 2 * c_in)
+        sched_cfg = json.loads(sched_path.read_text()) if sched_path is not None else {}
+        try:
+            diffusion = diffusion_spec(sched_cfg, c_out, c_in, str(sched_path))
+        except ModelUnavailable:
+            # the scheduler samples (scaled_linear, v-prediction, ...): ablang needs only T here
+            diffusion = DiffusionSpec(int(sched_cfg.get("num_train_timesteps", 1000)), "linear")
         label = self.spec.label()
         traced = trace_diffusers(model, label=label, num_timesteps=diffusion.num_timesteps)
+        own = sched_cfg.get("_class_name", "DDPMScheduler")
+        traced.table = dataclasses.replace(
+            traced.table, scheduler=own, schedulers=tuple(diffusers_sched.scheduler_names(own))
+        )
         wrapper: DiffusersUnet = traced.meta["wrapper"]
         wrapper.to(device)
         size = _size(cfg.sample_size)
         kind = traced.table.prompt_kind
         num_classes = int(cfg.get("num_class_embeds") or 0)
+        is_sd = sd.is_sd_pipeline(root)
+        text = sd.load_text_to_image(root, device) if is_sd and kind == "text" else None
 
         def make_cond(prompts: list[str], dev: torch.device):
             if kind == "none":
@@ -550,11 +577,25 @@ class DiffusersAdapter(ModelAdapter):
                 from ablang.models.adm import class_labels
 
                 return {"class_labels": class_labels(prompts, num_classes).to(dev)}, None
+            if text is not None:
+                return text.conditioning(prompts, dev)
             raise ModelUnavailable(
-                f"{label} is conditioned on encoder_hidden_states; ablang does not load a text "
-                f"encoder, so it cannot turn text prompts into them (inspect and tracing work; "
-                f"pass encoder_hidden_states to the traced Unet directly)"
+                f"{label} is conditioned on encoder_hidden_states and is not a Stable Diffusion "
+                f"pipeline directory (model_index.json with a text encoder), so ablang cannot "
+                f"turn text prompts into them (inspect and tracing work)"
             )
+
+        def trajectory(name: str, steps: int, eta: float, seeds: tuple[int, ...]):
+            if sched_path is not None:
+                scheduler = diffusers_sched.load_scheduler(
+                    root, None if name == "pipeline" else name
+                )
+            else:  # a bare Unet directory: diffusers' defaults, as DDPMPipeline() would have
+                import diffusers
+
+                scheduler = getattr(diffusers, "DDPMScheduler" if name == "pipeline" else name)()
+            sampler = diffusers_sched.DiffusersSampler(scheduler, steps, eta=eta)
+            return diffusers_sched.SchedulerTrajectory(sampler, seeds, (c_in, size, size))
 
         if kind == "class":
             from ablang.models.adm import default_classes
@@ -572,50 +613,22 @@ class DiffusersAdapter(ModelAdapter):
             traced=traced,
             diffusion=diffusion,
             image_shape=(c_in, size, size),
-            checksum=sha256_file(*weight_files(unet_dir)),
-            default_guidance=1.0,
+            checksum=sha256_file(*checksum_files(root, unet_dir, sched_path, is_sd)),
+            default_guidance=7.5 if text is not None else 1.0,
             default_prompts=prompts,
             make_cond=make_cond,
+            decode=text.decode if text is not None else None,
+            trajectory=trajectory,
             emit={
-                "imports": [
-                    f"from diffusers import {type(model).__name__}",
-                    "from ablang.models.diffusers_unet import DiffusersUnet",
-                ],
-                "weights": str(unet_dir),
-                # the files its checksum covers, as weight_files() picks them
-                "weight_patterns": [
-                    "diffusion_pytorch_model*.safetensors",
-                    "diffusion_pytorch_model*.bin",
-                ],
-                "source": emit_source(type(model).__name__, kind),
+                "diffusers": {
+                    "root": str(root),
+                    "unet_class": type(model).__name__,
+                    "sd": text is not None,
+                    "prompt_kind": kind,
+                    "checksum_files": [
+                        str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                        for p in checksum_files(root, unet_dir, sched_path, is_sd)
+                    ],
+                },
             },
         )
-
-
-def emit_source(class_name: str, prompt_kind: str) -> str:
-    """``load_model`` and ``make_cond`` for an emitted sampler: the diffusers model from its
-    directory, wrapped as ablang traced it (the programs call its units: ``m.enc[3]``)."""
-    if prompt_kind == "none":
-        cond = '    """Unconditional: no inputs besides x and t."""\n    return {}, None'
-    elif prompt_kind == "class":
-        cond = (
-            '    """Class indices; no null class, so no unconditional half."""\n'
-            "    labels = [int(p) for p in prompts]\n"
-            "    labels = torch.tensor(labels, dtype=torch.long, device=device)\n"
-            '    return {"class_labels": labels}, None'
-        )
-    else:
-        cond = (
-            '    """The Unet takes encoder_hidden_states; this sampler has no text encoder."""\n'
-            '    raise SystemExit("pass encoder_hidden_states: this sampler has no text encoder")'
-        )
-    return f'''
-def load_model(device, weights=WEIGHTS):
-    """The diffusers Unet saved in WEIGHTS, one module per ablang component, in fp32."""
-    model = {class_name}.from_pretrained(weights, low_cpu_mem_usage=False)
-    return DiffusersUnet(model.float().eval().requires_grad_(False)).to(device)
-
-
-def make_cond(prompts, device):
-{cond}
-'''

@@ -32,6 +32,12 @@ class ModelKind:
     classifier: bool = False  # can score `accuracy`
     # has an unconditional half (a null class, an empty prompt) for classifier-free guidance
     guidable: bool = False
+    # where not empty: guidable only with these prompt kinds (a diffusers Unet has an empty
+    # prompt when it is text-conditioned, no null class when it is class-conditioned)
+    guidable_prompts: tuple[PromptKind, ...] = ()
+    # samples with a diffusers scheduler (`sampler pipeline`, `sampler <SchedulerClass>`); its
+    # `ddpm` / `ddim` are diffusers' DDPMScheduler / DDIMScheduler with the directory's config
+    schedulers: bool = False
     feature_extractor: str | None = None  # its own torch-fidelity extractor for fid/kid
     adapter: str = ""  # "module:Class"
 
@@ -86,12 +92,37 @@ KINDS: dict[str, ModelKind] = {
             requires="diffusers",
             install="pip install diffusers safetensors   (or: pip install 'ablang[diffusers]')",
             prompts=("text", "class", "none"),
+            guidable=True,
+            guidable_prompts=("text",),
+            schedulers=True,
             adapter="ablang.models.diffusers_unet:DiffusersAdapter",
         ),
     )
 }
 
 MODEL_KINDS: tuple[str, ...] = tuple(KINDS)
+
+# The schedulers a diffusers SD / DDPM config can build (diffusers' ``KarrasDiffusionSchedulers``),
+# for checking a study when its model is not at hand; with the model, its table's list decides.
+DIFFUSERS_SCHEDULERS: tuple[str, ...] = (
+    "DDIMScheduler",
+    "DDPMScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EDMEulerScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "PNDMScheduler",
+    "UniPCMultistepScheduler",
+)
+# what `sampler ddpm` / `sampler ddim` mean on a kind with `schedulers`
+SCHEDULER_OF_SAMPLER = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler"}
 
 
 def adapter_class(kind: str) -> type:

@@ -6,7 +6,7 @@ from typing import TypeVar, cast
 
 from ablang import ast
 from ablang.errors import did_you_mean
-from ablang.models.kinds import KINDS, MODEL_KINDS
+from ablang.models.kinds import DIFFUSERS_SCHEDULERS, KINDS, MODEL_KINDS, SCHEDULER_OF_SAMPLER
 from ablang.plan import (
     QUALITY_METRICS,
     BandSpec,
@@ -82,31 +82,74 @@ def model(cx: Context, stmt: ast.ModelStmt) -> ModelSpec | None:
     )
 
 
-def unguidable(guidance: float, model_kind: str | None) -> str | None:
+def unguidable(
+    guidance: float, model_kind: str | None, prompt_kind: str | None = None
+) -> str | None:
     """Why ``guidance`` cannot be applied to a model of ``model_kind``, or None when it can."""
     kind = KINDS.get(model_kind) if model_kind else None
-    if guidance == 1.0 or kind is None or kind.guidable:
+    if guidance == 1.0 or kind is None:
         return None
+    if kind.guidable and (
+        not kind.guidable_prompts or prompt_kind is None or prompt_kind in kind.guidable_prompts
+    ):
+        return None
+    if kind.guidable:
+        return (
+            f"guidance {guidance:g} needs an unconditional prediction, and a {prompt_kind}-"
+            f"conditioned `{kind.name}` model has none (only text models have the empty prompt): "
+            "only guidance 1 samples it"
+        )
     return (
         f"guidance {guidance:g} needs an unconditional prediction, and `{kind.name}` models have "
         "none (no null class or empty prompt was trained): only guidance 1 samples them"
     )
 
 
+def scheduler_choice(cx: Context, name: ast.Name, model_kind: str | None) -> tuple[str, str | None]:
+    """(ablang's sampler kind, the diffusers scheduler or None) for ``sampler NAME``.
+
+    On a model that samples with diffusers schedulers, ``pipeline`` is the directory's own and a
+    class name is that scheduler built from the directory's config; ``ddpm`` / ``ddim`` are
+    diffusers' DDPMScheduler / DDIMScheduler. Elsewhere only ``ddpm`` / ``ddim`` (ablang's own
+    table) exist."""
+    row = KINDS.get(model_kind) if model_kind else None
+    own = bool(row and row.schedulers)
+    value = name.value
+    names = cx.table.schedulers if cx.table and cx.table.schedulers else DIFFUSERS_SCHEDULERS
+    if value in SAMPLER_KINDS:
+        return value, SCHEDULER_OF_SAMPLER[value] if own else None
+    if value == "pipeline" or value in names:
+        if own:
+            return ("ddim" if value == "DDIMScheduler" else "ddpm"), value
+        cx.diag.error(
+            f"`sampler {value}` names a diffusers scheduler; `{model_kind}` models sample with "
+            "ablang's own ddpm and ddim",
+            name.span,
+            "sampler-model",
+            hint="write `sampler ddpm` or `sampler ddim` (diffusers schedulers need "
+            '`model diffusers "DIR"`)',
+        )
+        return "ddpm", None
+    choices = (*SAMPLER_KINDS, "pipeline", *names) if own else SAMPLER_KINDS
+    close = did_you_mean(value, choices)
+    cx.diag.error(
+        f"unknown sampler `{value}`",
+        name.span,
+        "unknown-sampler",
+        hint=(close + " " if close else "") + "samplers: " + ", ".join(choices)
+        if own
+        else close or "samplers: ddpm, ddim",
+    )
+    return "ddpm", SCHEDULER_OF_SAMPLER["ddpm"] if own else None
+
+
 def sampler(
     cx: Context, stmt: ast.SamplerStmt | None, model_kind: str | None = None
 ) -> SamplerSpec:
+    row = KINDS.get(model_kind) if model_kind else None
     if stmt is None:
-        return SamplerSpec()
-    kind = stmt.kind.value
-    if kind not in SAMPLER_KINDS:
-        cx.diag.error(
-            f"unknown sampler `{kind}`",
-            stmt.kind.span,
-            "unknown-sampler",
-            hint=did_you_mean(kind, SAMPLER_KINDS) or "samplers: ddpm, ddim",
-        )
-        kind = "ddpm"
+        return SamplerSpec(scheduler="pipeline" if row and row.schedulers else None)
+    kind, scheduler = scheduler_choice(cx, stmt.kind, model_kind)
     values: dict[str, ast.SamplerOption] = {}
     once = cx.diag.once("first given here")
     for opt in stmt.options:
@@ -135,7 +178,21 @@ def sampler(
             why="0 is deterministic DDIM, 1 has DDPM's variance",
         )
         eta = 0.0 if got is None else got  # the default is 0.0: never None
-        if kind != "ddim":
+        own = cx.table.scheduler if cx.table and cx.table.scheduler else None
+        takes_eta = (
+            kind == "ddim"
+            if scheduler is None
+            else scheduler == "DDIMScheduler"
+            or (scheduler == "pipeline" and own in (None, "DDIMScheduler"))
+        )
+        if scheduler is not None and not takes_eta:
+            cx.diag.error(
+                f"`eta` belongs to DDIM; {own if scheduler == 'pipeline' else scheduler} has none",
+                values["eta"].span,
+                "sampler-option",
+                hint="remove it, or write `sampler DDIMScheduler ...`",
+            )
+        elif not takes_eta:
             cx.diag.error(
                 "`eta` belongs to the ddim sampler",
                 values["eta"].span,
@@ -158,14 +215,16 @@ def sampler(
                 "guidance-unconditional",
                 hint="remove `guidance`",
             )
-        elif guidance is not None and (why := unguidable(guidance, model_kind)):
+        elif guidance is not None and (
+            why := unguidable(guidance, model_kind, cx.table.prompt_kind if cx.table else None)
+        ):
             cx.diag.error(
                 why,
                 values["guidance"].span,
                 "guidance-unavailable",
                 hint="remove `guidance` (or write `guidance 1`)",
             )
-    return SamplerSpec(cast(SamplerKind, kind), steps, eta, guidance)
+    return SamplerSpec(cast(SamplerKind, kind), steps, eta, guidance, scheduler)
 
 
 def prompts(cx: Context, stmt: ast.PromptsStmt | None) -> tuple[str, ...]:
