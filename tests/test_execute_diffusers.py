@@ -254,6 +254,36 @@ def test_measure_equals_accelerate_for_every_op_on_the_sd_unet(dirs, tables):
         assert not torch.equal(acc.images, base.images), v.name
 
 
+def test_one_sided_interventions_act_on_their_half_of_the_pipelines_batch(dirs, tables):
+    """diffusers batches guidance as ``[uncond; cond]``: a one-sided rule's mask (measure) and
+    the split halves (accelerate) must both find its half by name, so the modes agree, and the
+    two sides give different images."""
+    s = session(dirs, tables, "sd", f"sampler DDIMScheduler steps {STEPS}")
+    window = Window("step", 1, STEPS)
+    variants = [
+        Variant(f"{op}_{side}", (Intervention(op, comp, window, side=side, **kw),))
+        for op, comp, kw in [("drop", "skip[2]", {}), ("cache", "dec[5]", {"every": 2})]
+        for side in ("cond", "uncond")
+    ]
+    base = s.executor.baseline()
+    measured = s.executor.run_batch(variants, base, "measure")
+    for v, m in zip(variants, measured):
+        (acc,) = s.executor.run_batch([v], base, "accelerate")
+        assert torch.allclose(m.images, acc.images, atol=1e-5, rtol=0), v.name
+        assert not torch.equal(acc.images, base.images), v.name
+    assert not torch.allclose(measured[0].images, measured[1].images, atol=1e-3)
+
+
+def test_diffusers_emitter_refuses_one_sided_variants(dirs, tables):
+    from ablang.emit import emit_source
+    from ablang.errors import AblangError
+
+    s = session(dirs, tables, "sd", f"sampler DDIMScheduler steps {STEPS}")
+    iv = Intervention("drop", "skip[2]", Window("step", 1, STEPS), side="uncond")
+    with pytest.raises(AblangError, match="one side of guidance"):
+        emit_source(s.plan, Variant("v", (iv,)), s.model, s.executor.programs)
+
+
 # --------------------------------------------------------------------------- DeepCache
 
 
