@@ -552,7 +552,10 @@ class DiffusersAdapter(ModelAdapter):
         c_in, c_out = int(cfg.in_channels), int(cfg.out_channels)
         sched_cfg = json.loads(sched_path.read_text()) if sched_path is not None else {}
         try:
-            diffusion = diffusion_spec(sched_cfg, c_out, c_in, str(sched_path))
+            if sched_path is None:  # diffusers' defaults; 2 x C output channels: learned sigma
+                diffusion = DiffusionSpec(1000, "linear", learn_sigma=c_out == 2 * c_in)
+            else:
+                diffusion = diffusion_spec(sched_cfg, c_out, c_in, str(sched_path))
         except ModelUnavailable:
             # the scheduler samples (scaled_linear, v-prediction, ...): ablang needs only T here
             diffusion = DiffusionSpec(int(sched_cfg.get("num_train_timesteps", 1000)), "linear")
