@@ -172,6 +172,7 @@ class Intervention:
     at: tuple[Number, ...] | None = None  # cache at step A, B / at t A, B
     at_var: Literal["t", "step"] = "step"
     side: Name | None = None  # on cond / on uncond
+    extrapolated: bool = False  # cache ... extrapolated
 
     def code(self) -> str:
         text = f"{self.op} {_targets_code(self.targets)}"
@@ -183,6 +184,8 @@ class Intervention:
             text += f" growing by {self.grow.code()}"
         if self.at is not None:
             text += f" at {self.at_var} {', '.join(n.code() for n in self.at)}"
+        if self.extrapolated:
+            text += " extrapolated"
         if self.side is not None:
             text += f" on {self.side.code()}"
         return text + (f" {self.window.code()}" if self.window is not None else "")
@@ -379,9 +382,12 @@ class SearchOp:
     factor: Number | None = None
     span: Span = field(default=NO_SPAN, compare=False, repr=False)
     side: Name | None = None
+    extrapolated: bool = False
 
     def code(self) -> str:
-        side = f" on {self.side.code()}" if self.side is not None else ""
+        side = (" extrapolated" if self.extrapolated else "") + (
+            f" on {self.side.code()}" if self.side is not None else ""
+        )
         if self.every is not None:
             return f"{self.op} every {self.every.code()}{side}"
         if self.factor is not None:

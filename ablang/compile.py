@@ -47,15 +47,18 @@ class Rule:
     factor: float | None = None
     phase: Literal["compute", "reuse"] | None = None
     side: Side = "both"
+    extrapolate: bool = False  # a reuse step of `cache ... extrapolated`
 
     def label(self) -> str:
         extra = f" by {self.factor:g}" if self.factor is not None else ""
-        extra += f" ({self.phase})" if self.phase else ""
+        extra += (
+            f" ({self.phase}{', extrapolated' if self.extrapolate else ''})" if self.phase else ""
+        )
         extra += f" on {self.side}" if self.side != "both" else ""
         return f"{self.op} {self.component}{extra}"
 
     def on(self, side: Side) -> Rule:
-        return Rule(self.component, self.op, self.factor, self.phase, side)
+        return Rule(self.component, self.op, self.factor, self.phase, side, self.extrapolate)
 
 
 RuleSet = frozenset[Rule]
@@ -162,8 +165,10 @@ def computes(iv: Intervention, inside: list[Step]) -> set[int]:
 
 
 def _rule(iv: Intervention, compute: bool) -> Rule:
-    if iv.op == "cache":
-        return Rule(iv.component, "cache", phase="compute" if compute else "reuse", side=iv.side)
+    if iv.op == "cache" and compute:
+        return Rule(iv.component, "cache", phase="compute", side=iv.side)
+    if iv.op == "cache":  # the program is a plain reuse's; the executor extrapolates its input
+        return Rule(iv.component, "cache", phase="reuse", side=iv.side, extrapolate=iv.extrapolate)
     if iv.op == "scale":
         return Rule(iv.component, "scale", factor=float(iv.factor), side=iv.side)  # type: ignore[arg-type]
     return Rule(iv.component, iv.op, side=iv.side)
@@ -339,6 +344,11 @@ class Program:
             kwargs[f"mask_{k}"] = masks[rule]  # type: ignore[index]
         out, kept = self.gm(**kwargs)
         return out, dict(zip(self.cache_outputs, kept))
+
+    @property
+    def extrapolated(self) -> tuple[str, ...]:
+        """The cache inputs whose reuse extrapolates (``cache ... extrapolated``)."""
+        return tuple(r.component for r in self.rules if r.extrapolate)
 
     def count_modules(self) -> int:
         """call_module nodes left in the graph (what DCE removed is gone from this count)."""

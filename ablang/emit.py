@@ -81,7 +81,13 @@ def sample(
     x, noise = make_noise(IMAGE_SHAPE, seeds, len(table))
     cond, uncond = make_cond(prompts, device)
     programs = Programs(
-        PROGRAMS, PROGRAM_OF_STEP, CACHE_INPUTS, CACHE_ARGS, CACHE_OUTPUTS, UNCOND_PROGRAM_OF_STEP
+        PROGRAMS,
+        PROGRAM_OF_STEP,
+        CACHE_INPUTS,
+        CACHE_ARGS,
+        CACHE_OUTPUTS,
+        UNCOND_PROGRAM_OF_STEP,
+        CACHE_EXTRAPOLATE,
     )
     x = x.to(device)
     return sample_programs(model, programs, table, x, noise, cond, uncond, GUIDANCE, CHANNELS_LAST)
@@ -281,13 +287,15 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
             "# (step 0 is the first, noisiest step), UNCOND_PROGRAM_OF_STEP[i] that of the\n"
             "# unconditional half of guidance (where the two differ the halves run separately).\n"
             "# Program k reads the cached values of CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k])\n"
-            "# and returns those of CACHE_OUTPUTS[k]; each half of guidance keeps its own.\n"
+            "# and returns those of CACHE_OUTPUTS[k]; each half of guidance keeps its own. Of its\n"
+            "# inputs, those in CACHE_EXTRAPOLATE[k] continue the line through the last two values.\n"
             f"PROGRAMS = (\n{listed}\n)\n"
             f"PROGRAM_OF_STEP = {of_step!r}\n"
             f"UNCOND_PROGRAM_OF_STEP = {uncond_of_step!r}\n"
             f"CACHE_INPUTS = {tuple(p.cache_inputs for p in progs)!r}\n"
             f"CACHE_ARGS = {tuple(tuple(map(cache_input_name, p.cache_inputs)) for p in progs)!r}\n"
-            f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}"
+            f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}\n"
+            f"CACHE_EXTRAPOLATE = {tuple(p.extrapolated for p in progs)!r}"
         ),
         _section("the schedule")
         + f"\n# {len(table)} {table.kind.upper()} steps, {table.variance} variance. One row per"

@@ -47,7 +47,7 @@ UNET_NAMES = (
     "mid_unit",
     "DiffusersUnet",
 )
-RUNTIME_NAMES = ("per_sample", "sha256_files", "save_grid")
+RUNTIME_NAMES = ("per_sample", "Kept", "keep", "sha256_files", "save_grid")
 
 _DOC = """\
 {header} {version}. Do not edit: regenerate it
@@ -121,10 +121,14 @@ def sample(n=4, prompts=DEFAULT_PROMPTS, seed=0, device="cpu", root=ROOT, verify
     cache = {}
     for k, p in enumerate(PROGRAM_OF_STEP):
 
-        def unet(x, t, c, p=p):
-            inputs = {a: cache[name] for name, a in zip(CACHE_INPUTS[p], CACHE_ARGS[p])}
+        def unet(x, t, c, p=p, k=k):
+            line = CACHE_EXTRAPOLATE[p]
+            inputs = {
+                a: cache[name].at(k, name in line) for name, a in zip(CACHE_INPUTS[p], CACHE_ARGS[p])
+            }
             out, kept = PROGRAMS[p](net, x, t, **c, **inputs)
-            cache.update(zip(CACHE_OUTPUTS[p], kept))
+            for name, value in zip(CACHE_OUTPUTS[p], kept):
+                keep(cache, name, value, k)
             return out
 
         x = traj.model_input(state)
@@ -271,12 +275,14 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
         (
             "# PROGRAMS[k] runs at the steps listed beside it; PROGRAM_OF_STEP[i] is step i's program\n"
             "# (step i is the scheduler's i-th Unet evaluation). Program k reads the cached values of\n"
-            "# CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k]) and returns those of CACHE_OUTPUTS[k].\n"
+            "# CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k]) and returns those of CACHE_OUTPUTS[k];\n"
+            "# those in CACHE_EXTRAPOLATE[k] continue the line through their last two values.\n"
             f"PROGRAMS = (\n{listed}\n)\n"
             f"PROGRAM_OF_STEP = {of_step!r}\n"
             f"CACHE_INPUTS = {tuple(p.cache_inputs for p in progs)!r}\n"
             f"CACHE_ARGS = {tuple(tuple(map(cache_input_name, p.cache_inputs)) for p in progs)!r}\n"
-            f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}"
+            f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}\n"
+            f"CACHE_EXTRAPOLATE = {tuple(p.extrapolated for p in progs)!r}"
         ),
         _section("the loop"),
         _DRIVER.strip(),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -46,7 +46,7 @@ from ablang.models.kinds import SCHEDULER_OF_SAMPLER
 from ablang.plan import Plan, Variant
 from ablang.trajectory import TableSampler
 
-Caches = dict[str, dict[str, torch.Tensor]]  # one chunk's cached values: half -> component -> value
+Caches = dict[str, dict[str, runtime.Kept]]  # one chunk's cached values: half -> component -> kept
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ class Executor:
         for c in caches:  # a caller's fresh `{}` is an empty Caches
             for h in self.halves:
                 c.setdefault(h, {})
-        t = self.sampler.model_t(step.index, x.shape[0], self.device)
+        k = step.index
+        t = self.sampler.model_t(k, x.shape[0], self.device)
         cond = runtime.tile_cond(self.cond, chunks)
         uncond = runtime.tile_cond(self.uncond, chunks) if self.doubled else None
         g, channels, last = self.setup.guidance, self.channels, self.model.channels_last
@@ -181,8 +182,8 @@ class Executor:
             own = caches[0]
             if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
                 return self.sampler.guided_halves(
-                    lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], xin, t, c),
-                    lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], xin, t, c),
+                    lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], k, xin, t, c),
+                    lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], k, xin, t, c),
                     x,
                     t,
                     cond,
@@ -194,24 +195,29 @@ class Executor:
             parts = [own[h] for h in self.halves]  # in the batch's order of halves
 
             def whole(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
-                return self._accelerate(cond_rules, parts, xin, t, c)
+                return self._accelerate(cond_rules, parts, k, xin, t, c)
 
             return self.sampler.guided_output(whole, x, t, cond, uncond, g, channels, last)
 
         # rows, in batch order: (half, chunk) -> that chunk's side-free rules on that half
-        rows = [(h, k, half(rs, h)) for h in self.halves for k, rs in enumerate(rules_per_chunk)]
-        union: RuleSet = frozenset().union(*(r for _, _, r in rows))
+        rows = [(h, i, half(rs, h)) for h in self.halves for i, rs in enumerate(rules_per_chunk)]
+        # one program input per reused component: how a block's input is made (extrapolated or
+        # not) is _gather's business, not the program's
+        plain = [frozenset(replace(r, extrapolate=False) for r in rs) for _, _, rs in rows]
+        union: RuleSet = frozenset().union(*plain)
 
         def masked(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
             self.evaluations += xin.shape[0]
             program = self.programs.get(union, "measure")
-            masks = {r: self._mask([r in rs for _, _, rs in rows]) for r in program.mask_rules}
-            cache_in = {comp: self._gather(comp, caches, rows) for comp in program.cache_inputs}
+            masks = {r: self._mask([r in rs for rs in plain]) for r in program.mask_rules}
+            cache_in = {comp: self._gather(comp, caches, rows, k) for comp in program.cache_inputs}
             out, kept = program(xin, t, c, cache=cache_in, masks=masks)
-            for j, (h, k, rs) in enumerate(rows):
+            for j, (h, chunk, rs) in enumerate(rows):
                 for comp, value in kept.items():
                     if Rule(comp, "cache", phase="compute") in rs:
-                        caches[k][h][comp] = value[j * self.n : (j + 1) * self.n]
+                        runtime.keep(
+                            caches[chunk][h], comp, value[j * self.n : (j + 1) * self.n], k
+                        )
             return out
 
         return self.sampler.guided_output(masked, x, t, cond, uncond, g, channels, last)
@@ -228,23 +234,27 @@ class Executor:
     def _accelerate(
         self,
         rules: RuleSet,
-        parts: list[dict[str, torch.Tensor]],
+        parts: list[dict[str, runtime.Kept]],
+        k: int,
         xin: torch.Tensor,
         t: torch.Tensor,
         c: Cond,
     ) -> torch.Tensor:
-        """``rules``' accelerate program on ``xin``, whose rows are ``len(parts)`` equal parts,
-        each reading and writing its own cached values."""
+        """``rules``' accelerate program at step ``k`` on ``xin``, whose rows are ``len(parts)``
+        equal parts, each reading and writing its own cached values."""
         self.evaluations += xin.shape[0]
         program = self.programs.get(rules, "accelerate")
+        ex = program.extrapolated
         cache_in = {
-            comp: torch.cat([p[comp] for p in parts]) if len(parts) > 1 else parts[0][comp]
+            comp: torch.cat([p[comp].at(k, comp in ex) for p in parts])
+            if len(parts) > 1
+            else parts[0][comp].at(k, comp in ex)
             for comp in program.cache_inputs
         }
         out, kept = program(xin, t, c, cache=cache_in)
         for comp, value in kept.items():
             for p, rows in zip(parts, value.chunk(len(parts))):
-                p[comp] = rows
+                runtime.keep(p, comp, rows, k)
         return out
 
     def forward(
@@ -272,15 +282,19 @@ class Executor:
         return torch.tensor(per_row, device=self.device).repeat_interleave(self.n)
 
     def _gather(
-        self, comp: str, caches: list[Caches], rows: list[tuple[str, int, RuleSet]]
+        self, comp: str, caches: list[Caches], rows: list[tuple[str, int, RuleSet]], k: int
     ) -> torch.Tensor:
-        """The cached values of ``comp`` for a batched reuse step, per (half, chunk) block; blocks
-        that are not reusing it get zeros (their mask ignores them)."""
+        """The cached values of ``comp`` for a batched reuse step ``k``, per (half, chunk) block
+        (extrapolated where that block's rule says so); blocks that are not reusing it get zeros
+        (their mask ignores them)."""
         reuse = Rule(comp, "cache", phase="reuse")
-        like = next(caches[k][h][comp] for h, k, rs in rows if reuse in rs)
-        return torch.cat(
-            [caches[k][h][comp] if reuse in rs else torch.zeros_like(like) for h, k, rs in rows]
-        )
+        line = Rule(comp, "cache", phase="reuse", extrapolate=True)
+        blocks = [
+            caches[c][h][comp].at(k, line in rs) if reuse in rs or line in rs else None
+            for h, c, rs in rows
+        ]
+        like = next(b for b in blocks if b is not None)
+        return torch.cat([torch.zeros_like(like) if b is None else b for b in blocks])
 
     def check_sides(self, variant: Variant) -> None:
         """A one-sided intervention needs a guided run (the resolver reports this first)."""

@@ -119,7 +119,13 @@ def sweep_title(sweep: Sweep) -> str:
 
 def _fields(params: dict) -> dict:
     """A sweep's params as ``plan.Intervention`` fields (for its canonical text)."""
-    keys = {"every": "every", "growing": "grow", "at": "at", "at_kind": "at_kind"}
+    keys = {
+        "every": "every",
+        "growing": "grow",
+        "at": "at",
+        "at_kind": "at_kind",
+        "extrapolated": "extrapolate",
+    }
     return {keys[k]: v for k, v in params.items() if k in keys}
 
 

@@ -30,7 +30,7 @@ OPS = ("drop", "zero", "scale", "cache")
 CLAUSES = (
     "for", "in", "by", "every", "where", "and", "over", "of", "from", "config",
     "steps", "eta", "guidance", "t", "step", "cut", "floor", "split", "validate", "on",
-    "growing", "at",
+    "growing", "at", "extrapolated",
 )  # fmt: skip
 COMPONENTS = ("enc", "dec", "skip", "level", "mid")
 CONSTANTS = (

@@ -191,8 +191,19 @@ class _Build:
         )
 
     def cache(self, meta, c):
-        targets, when, side, window = c
-        return ast.Intervention("cache", targets, window, side=side, span=_mspan(meta), **when)
+        targets, when, extrapolated, side, window = c
+        return ast.Intervention(
+            "cache",
+            targets,
+            window,
+            side=side,
+            extrapolated=bool(extrapolated),
+            span=_mspan(meta),
+            **when,
+        )
+
+    def extrapolated(self, meta, c):
+        return True
 
     def cache_every(self, meta, c):
         return {"every": _number(c[0]), "grow": _opt(c[1], _number)}
@@ -269,7 +280,13 @@ class _Build:
         return ast.SearchOp("zero", side=c[0], span=_mspan(meta))
 
     def search_cache(self, meta, c):
-        return ast.SearchOp("cache", every=_opt(c[0], _number), side=c[1], span=_mspan(meta))
+        return ast.SearchOp(
+            "cache",
+            every=_opt(c[0], _number),
+            extrapolated=bool(c[1]),
+            side=c[2],
+            span=_mspan(meta),
+        )
 
     def search_scale(self, meta, c):
         return ast.SearchOp("scale", factor=_opt(c[0], _number), span=_mspan(meta))

@@ -84,24 +84,27 @@ class Intervention:
     at_kind: Literal["t", "step"] = "step"
     side: Side = "both"  # on cond / on uncond
     span: Span | None = field(default=None, compare=False, repr=False)
+    extrapolate: bool = False  # cache ... extrapolated: reuse steps continue the last two values
 
     @property
     def params(self) -> dict:
         if self.op == "scale":
             return {"factor": self.factor}
+        line = {"extrapolated": True} if self.extrapolate else {}
         if self.op == "cache" and self.at is not None:
-            return {"at": self.at, "at_kind": self.at_kind}
+            return {"at": self.at, "at_kind": self.at_kind} | line
         if self.op == "cache":
-            return {"every": self.every} | ({"growing": self.grow} if self.grow else {})
+            return {"every": self.every} | ({"growing": self.grow} if self.grow else {}) | line
         return {}
 
     def schedule_label(self) -> str:
         """`` every 2``, `` every 2 growing by 1``, `` at t 900, 500``; "" for other ops."""
         if self.op != "cache":
             return ""
+        line = " extrapolated" if self.extrapolate else ""
         if self.at is not None:  # a sweep cell may keep no entry: its window's first step only
-            return f" at {self.at_kind} {', '.join(map(str, self.at)) or '(window start)'}"
-        return f" every {self.every}" + (f" growing by {self.grow}" if self.grow else "")
+            return f" at {self.at_kind} {', '.join(map(str, self.at)) or '(window start)'}{line}"
+        return f" every {self.every}" + (f" growing by {self.grow}" if self.grow else "") + line
 
     def label(self) -> str:
         """Canonical text: ``drop skip[3] on uncond for t in [600, 1000)``."""
@@ -187,6 +190,7 @@ class Search:
     periods: tuple[int, ...] = ()  # every period cache candidates try; () = (every,)
     validation: Validation | None = None  # None: the points are measured on the study's images only
     sides: tuple[tuple[Op, Side], ...] = ()  # ops whose candidates act on one side of guidance
+    extrapolated: tuple[int, ...] = ()  # cache periods whose candidates extrapolate
 
     @property
     def cache_periods(self) -> tuple[int, ...]:

@@ -64,6 +64,7 @@ def _intervention(doc: dict) -> Intervention:
         tuple(params["at"]) if "at" in params else None,
         params.get("at_kind", "step"),
         doc.get("side", "both"),
+        extrapolate=bool(params.get("extrapolated", False)),
     )
 
 

@@ -270,6 +270,35 @@ def sample_loop(
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A cached component's last computed value and the step that computed it, with the one
+    before (an extrapolated cache continues the line through the two)."""
+
+    value: torch.Tensor
+    step: int
+    prev: torch.Tensor | None = None
+    prev_step: int = 0
+
+    def then(self, value: torch.Tensor, step: int) -> "Kept":
+        return Kept(value, step, self.value, self.step)
+
+    def at(self, step: int, extrapolate: bool = False) -> torch.Tensor:
+        """The value a reuse step at ``step`` takes: the last computed one, or with
+        ``extrapolate`` the straight line through the last two, in step index (plain reuse
+        until two were computed)."""
+        if not extrapolate or self.prev is None:
+            return self.value
+        slope = (step - self.step) / (self.step - self.prev_step)
+        return self.value + (self.value - self.prev) * slope
+
+
+def keep(cache: dict[str, Kept], component: str, value: torch.Tensor, step: int) -> None:
+    """Record a computed value of ``component`` at ``step``."""
+    old = cache.get(component)
+    cache[component] = Kept(value, step) if old is None else old.then(value, step)
+
+
+@dataclass(frozen=True)
 class Programs:
     """An emitted sampler's Unet: one function per program, ``function(m, x, t, **cond,
     **cache inputs) -> (out, cached values)``, and which program each step runs: ``of_step``
@@ -282,28 +311,34 @@ class Programs:
     cache_args: tuple[tuple[str, ...], ...]  # ... and the argument names that carry them
     cache_outputs: tuple[tuple[str, ...], ...]  # components each program writes to the cache
     uncond_of_step: tuple[int, ...] | None = None  # None: as of_step
+    extrapolate: tuple[tuple[str, ...], ...] | None = None  # extrapolated cache inputs
 
 
 def run_program(
     m: Any,
     programs: Programs,
     p: int,
-    caches: Sequence[dict[str, torch.Tensor]],
+    caches: Sequence[dict[str, Kept]],
+    k: int,
     x: torch.Tensor,
     t: torch.Tensor,
     cond: Any,
 ) -> torch.Tensor:
-    """Program ``p`` on a batch made of ``len(caches)`` equal parts (the halves of guidance),
-    each with its own cached values: a part's values are read and written as its rows."""
+    """Program ``p`` at step ``k`` on a batch made of ``len(caches)`` equal parts (the halves of
+    guidance), each with its own cached values: a part's values are read and written as its
+    rows."""
     args = programs.cache_args[p]
+    ex = programs.extrapolate[p] if programs.extrapolate else ()
     inputs = {
-        a: torch.cat([h[c] for h in caches]) if len(caches) > 1 else caches[0][c]
+        a: torch.cat([h[c].at(k, c in ex) for h in caches])
+        if len(caches) > 1
+        else caches[0][c].at(k, c in ex)
         for c, a in zip(programs.cache_inputs[p], args)
     }
     out, kept = programs.functions[p](m, x, t, **cond, **inputs)
     for c, value in zip(programs.cache_outputs[p], kept):
         for h, part in zip(caches, value.chunk(len(caches))):
-            h[c] = part
+            keep(h, c, part, k)
     return out
 
 
@@ -321,7 +356,7 @@ def sample_programs(
     """Run the whole chain from ``x``, step k with program ``programs.of_step[k]`` (and, for the
     unconditional half, ``programs.uncond_of_step[k]``). Cached values are kept per half."""
     doubled = is_guided(guidance, uncond)
-    halves: list[dict[str, torch.Tensor]] = [{}, {}] if doubled else [{}]
+    halves: list[dict[str, Kept]] = [{}, {}] if doubled else [{}]
     uncond_of = programs.uncond_of_step or programs.of_step
 
     def model_output(k: int, x: torch.Tensor) -> torch.Tensor:
@@ -329,8 +364,8 @@ def sample_programs(
         t = model_timesteps(table, k, x.shape[0], x.device)
         if doubled and p != q:
             return guided_halves(
-                lambda x, t, c: run_program(m, programs, p, halves[:1], x, t, c),
-                lambda x, t, c: run_program(m, programs, q, halves[1:], x, t, c),
+                lambda x, t, c: run_program(m, programs, p, halves[:1], k, x, t, c),
+                lambda x, t, c: run_program(m, programs, q, halves[1:], k, x, t, c),
                 x,
                 t,
                 cond,
@@ -341,7 +376,7 @@ def sample_programs(
             )
 
         def unet(x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-            return run_program(m, programs, p, halves, x, t, cond)
+            return run_program(m, programs, p, halves, k, x, t, cond)
 
         return guided_output(unet, x, t, cond, uncond, guidance, x.shape[1], channels_last)
 

@@ -327,7 +327,9 @@ class _Search:
     def candidates(self) -> tuple[list[Intervention], dict[str, int]]:
         s, table = self.search, self.ex.model.table
         grid = [
-            Intervention(op, comp, w, every=every, side=s.side_of(op))
+            Intervention(
+                op, comp, w, every=every, side=s.side_of(op), extrapolate=every in s.extrapolated
+            )
             for op in s.ops
             for every in (s.cache_periods if op == "cache" else (None,))
             for comp in s.components

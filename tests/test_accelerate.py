@@ -277,6 +277,17 @@ CACHE_SCHEDULES = [
         "at_uncond",
         Intervention("cache", "dec[5]", Window("step", 1, 8), at=(4,), side="uncond"),
     ),
+    variant(
+        "extrapolated",
+        Intervention("cache", "dec[2]", Window("step", 0, 8), every=3, extrapolate=True),
+    ),
+    variant(
+        "extrapolated_uncond",
+        Intervention(
+            "cache", "dec[5]", Window("step", 1, 8), at=(3, 5), side="uncond", extrapolate=True
+        ),
+        Intervention("cache", "mid", t_window(0, 1000), every=2, extrapolate=True),
+    ),
 ]
 
 
@@ -310,3 +321,56 @@ def test_cache_schedules_compute_where_they_say(ddpm):
         4,
     ]  # window from t 714: intervals 2, 4 (then past it)
     assert computing(CACHE_SCHEDULES[4]) == [1, 4]
+
+
+def test_extrapolated_reuse_continues_the_line_through_the_last_two(ddpm):
+    """`cache ... extrapolated` against a direct computation: the eager Unet with dec[2]'s output
+    replaced at each reuse step by v_b + (v_b - v_a) (k - b) / (b - a), where a < b are the last
+    two computing steps (plain reuse while only one has computed)."""
+    ex, base = ddpm
+    v = CACHE_SCHEDULES[5]
+    fast = images(ex, base, v, "accelerate")
+    plain = dataclasses.replace(v.interventions[0], extrapolate=False)
+    reused = images(ex, base, variant("plain", plain), "accelerate")
+    assert (fast - reused).abs().max() > 1e-5  # the line is not the last value
+
+    block = ex.model.unet.output_blocks[2]
+    kept: list[tuple[int, torch.Tensor]] = []
+    step = {"k": 0}
+
+    def hook(module, args, out):
+        k = step["k"]
+        if k % 3 == 0:  # every 3 from the window's first step (0)
+            kept.append((k, out))
+            return out
+        if len(kept) < 2:
+            return kept[-1][1]
+        (a, va), (b, vb) = kept[-2:]
+        return vb + (vb - va) * ((k - b) / (b - a))
+
+    from ablang import runtime
+
+    handle = block.register_forward_hook(hook)
+    try:
+        table = ex.sampler.table
+        final = ex.x_T
+
+        def output(k, x):
+            step["k"] = k
+            t = runtime.model_timesteps(table, k, x.shape[0], x.device)
+            return runtime.guided_output(
+                lambda xi, ti, c: ex.model.unet(xi, ti, **c),
+                x,
+                t,
+                ex.cond,
+                ex.uncond,
+                ex.setup.guidance,
+                ex.channels,
+            )
+
+        with torch.no_grad():
+            for _, final in runtime.sample_loop(table, ex.x_T, ex.noise, output):
+                pass
+    finally:
+        handle.remove()
+    torch.testing.assert_close(fast, final, rtol=0, atol=1e-5)

@@ -94,6 +94,7 @@ SCHEDULES = variant(
     Intervention("cache", "dec[2]", Window("step", 0, 8), every=1, grow=1),
     Intervention("cache", "skip[5]", t_window(0, 1000), at=(700, 200), at_kind="t"),
     Intervention("cache", "enc[6]", Window("step", 2, 8), at=(5,), side="cond"),
+    Intervention("cache", "dec[4]", t_window(0, 1000), every=3, extrapolate=True),
 )
 
 

@@ -68,7 +68,7 @@ def test_keywords_only_as_whole_words():
 
 
 def test_sides_and_cache_schedules():
-    assert kinds("cache dec[5] every 2 growing by 1 at t 900 on uncond") == [
+    assert kinds("cache dec[5] every 2 growing by 1 at t 900 extrapolated on uncond") == [
         (Keyword, "cache"),
         (Name.Builtin, "dec"),
         (Punctuation, "["),
@@ -82,6 +82,7 @@ def test_sides_and_cache_schedules():
         (Keyword.Reserved, "at"),
         (Keyword.Reserved, "t"),
         (Number, "900"),
+        (Keyword.Reserved, "extrapolated"),
         (Keyword.Reserved, "on"),
         (Name.Constant, "uncond"),
     ]

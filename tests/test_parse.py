@@ -409,6 +409,14 @@ def test_examples_in_the_language_reference_parse():
         ("cache skip[3] every 1 growing by 2", {"every": num("1"), "grow": num("2")}),
         ("cache skip[3] at step 0, 4, 6", {"at": (num("0"), num("4"), num("6"))}),
         (
+            "cache skip[3] every 6 extrapolated on uncond",
+            {"every": num("6"), "extrapolated": True, "side": ast.Name("uncond")},
+        ),
+        (
+            "cache skip[3] at step 0, 4 extrapolated",
+            {"at": (num("0"), num("4")), "extrapolated": True},
+        ),
+        (
             "cache skip[3] at t 900, 500 on cond for t in 0..1000",
             {
                 "at": (num("900"), num("500")),

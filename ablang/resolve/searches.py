@@ -40,6 +40,7 @@ def search_of(
             constraints.append(got)
     ops: list[Op] = []
     periods: list[int] = []
+    extrapolated: list[int] = []
     for op in stmt.ops:
         if op.op not in SEARCH_OPS:
             cx.diag.error(
@@ -59,6 +60,7 @@ def search_of(
                 ok = False
             else:
                 periods.append(every)
+                extrapolated += [every] if op.extrapolated else []
                 ops += [] if "cache" in ops else ["cache"]
         elif op.op in ops:
             cx.diag.error(f"`{op.op}` is listed twice", op.span, "search-op")
@@ -89,6 +91,7 @@ def search_of(
         periods=tuple(periods) if len(periods) > 1 else (),
         validation=check,
         sides=sides,
+        extrapolated=tuple(extrapolated),
     )
 
 

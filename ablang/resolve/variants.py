@@ -47,7 +47,17 @@ def interventions(
     at_kind = iv.at_var
     out = [
         Intervention(
-            iv.op, p.name, w, factor, every, grow, _inside(at, w), at_kind, side, span=iv.span
+            iv.op,
+            p.name,
+            w,
+            factor,
+            every,
+            grow,
+            _inside(at, w),
+            at_kind,
+            side,
+            span=iv.span,
+            extrapolate=iv.extrapolated,
         )
         for p in picked
         for w in windows
