@@ -265,14 +265,11 @@ class Executor:
         caches: list[Caches],
         mode: Mode,
     ) -> torch.Tensor:
-        """One sampler step for ``len(rules_per_chunk)`` chunks of ``self.n`` images each (x
-        alone is the state: ablang's own table, not a stateful scheduler)."""
+        """One step of ablang's own table for ``len(rules_per_chunk)`` chunks of ``self.n``
+        images each, x alone being the state (the tests' step-by-step reference; runs and
+        searches step sampler states, which works for every sampler)."""
         if self.sampler.stateful:
-            raise AblangError(
-                f"searching is not available with a diffusers scheduler yet "
-                f"({self.setup.scheduler}): write the candidates as variants",
-                code="search-scheduler",
-            )
+            raise TypeError(f"{self.setup.scheduler} keeps more state than x: step its states")
         out = self.output(x, step, rules_per_chunk, caches, mode)
         noise = runtime.step_noise(self.noise, step.index, x)
         return runtime.step(self.table, step.index, x, out, noise)
@@ -342,7 +339,7 @@ class Executor:
         images = self.images(sampler.x(state)) if self.model.decode is not None else None
         return Trajectory(xs, seconds, times, images, states)
 
-    def _start_state(self, baseline: Trajectory, k: int) -> Any:
+    def start_state(self, baseline: Trajectory, k: int) -> Any:
         """A fresh copy of the baseline's state before step ``k``."""
         if not self.sampler.stateful:
             return self.sampler.resume(baseline.xs[k], k, self.device)
@@ -367,7 +364,7 @@ class Executor:
         start = min(s.first_active for s in scheds)
         assert mode == "measure" or len(variants) == 1
         # one state per chunk: a scheduler's history belongs to its own trajectory
-        states = [self._start_state(baseline, start) for _ in variants]
+        states = [self.start_state(baseline, start) for _ in variants]
         caches = [self.new_caches() for _ in variants]
         sampler = self.sampler
 

@@ -50,7 +50,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -179,7 +179,7 @@ class ValidationSet:
         """A variant's metrics on the validation images, run from the validation baseline's
         prefix in accelerate mode (one variant)."""
         if not ivs:
-            return self.measure.metrics(self.baseline.xs[-1])
+            return self.measure.metrics(self.baseline.images)
         variant = Variant("validation", ivs, "search")
         (s,) = self.executor.run_batch([variant], self.baseline, "accelerate")
         return self.measure.metrics(s.images)
@@ -200,7 +200,7 @@ def validation_set(
     other = dataclasses.replace(plan, seed=validation.seed, samples=validation.samples)
     ex = Executor(model, diffusion, make_setup(other, model, diffusion), device, programs)
     baseline = ex.baseline()
-    return ValidationSet(ex, baseline, Measure(metrics, model, baseline.xs[-1], ex.setup.prompts))
+    return ValidationSet(ex, baseline, Measure(metrics, model, baseline.images, ex.setup.prompts))
 
 
 # ---------------------------------------------------------------------------- running
@@ -221,12 +221,13 @@ def conflicts(ivs: tuple[Intervention, ...], iv: Intervention) -> bool:
 
 @dataclass
 class _State:
-    """The greedy's current variant: its interventions, what they cost and give, and its x
-    before the steps where a combination may start (``xs[k]``, on the cpu)."""
+    """The greedy's current variant: its interventions, what they cost and give, and its
+    sampler state before the steps where a combination may start (``states[k]``: x, and for a
+    diffusers scheduler its history too)."""
 
     interventions: tuple[Intervention, ...]
     point: Point
-    xs: dict[int, torch.Tensor]
+    states: dict[int, Any]
 
 
 class _Search:
@@ -303,24 +304,28 @@ class _Search:
 
     @torch.no_grad()
     def run_from(
-        self, variants: list[Variant], start: int, x: torch.Tensor, keep: set[int], mode: Mode
-    ) -> tuple[list[torch.Tensor], list[dict[int, torch.Tensor]]]:
-        """Run ``variants`` as chunks of one batch from step ``start``, all from ``x`` (``[N x C x
-        H x W]``, the state before that step); returns their images and their x before each step
-        in ``keep``."""
-        ex = self.ex
+        self, variants: list[Variant], start: int, state: Any, keep: set[int], mode: Mode
+    ) -> tuple[list[torch.Tensor], list[dict[int, Any]]]:
+        """Run ``variants`` as chunks of one batch from step ``start``, each from a fork of
+        ``state`` (the sampler's state before that step); returns their images and their
+        states before each step in ``keep``."""
+        ex, sampler = self.ex, self.ex.sampler
         scheds = [schedule(v, self.steps) for v in variants]
-        x = x.to(ex.device).repeat(len(variants), 1, 1, 1)
+        states = [sampler.fork(state) for _ in variants]
         caches = [ex.new_caches() for _ in variants]
-        kept: list[dict[int, torch.Tensor]] = [{} for _ in variants]
+        kept: list[dict[int, Any]] = [{} for _ in variants]
         total = len(self.steps) - start
         for step in self.steps[start:]:
             if step.index in keep:
-                for k, part in enumerate(x.cpu().chunk(len(variants))):
-                    kept[k][step.index] = part
-            x = ex.forward(x, step, [s.per_step[step.index] for s in scheds], caches, mode)
+                for k, s in enumerate(states):
+                    kept[k][step.index] = sampler.fork(s)
+            x = torch.cat([sampler.model_input(s) for s in states])
+            rules = [s.per_step[step.index] for s in scheds]
+            out = ex.output(x, step, rules, caches, mode)
+            for s, part in zip(states, out.chunk(len(variants))):
+                sampler.step(s, part)
             self.on_step("combinations", step.index - start + 1, total)
-        return list(x.cpu().chunk(len(variants))), kept
+        return [ex.images(sampler.x(s)) for s in states], kept
 
     # ---- the search
 
@@ -402,7 +407,7 @@ class _Search:
         )
         keep = {k for k in (self.first_step(w) for w in self.search.windows) if k is not None}
         keep |= {self.first_step(iv.window) for iv in cands}  # type: ignore[arg-type]
-        current = _State((), base_point, {k: self.baseline.xs[k] for k in keep})
+        current = _State((), base_point, {k: self.ex.start_state(self.baseline, k) for k in keep})
         path: list[PathStep] = []
         trials = 0
         queue = list(order)
@@ -424,7 +429,7 @@ class _Search:
                 measured += outcome is None
             group = [i for i, outcome in considered if outcome is None]
             images: list[torch.Tensor] = []
-            kept: list[dict[int, torch.Tensor]] = []
+            kept: list[dict[int, Any]] = []
             start = 0
             if group:
                 combos = [
@@ -433,7 +438,7 @@ class _Search:
                 ]
                 start = min(self.resume_step(current.interventions, [cands[i]]) for i in group)
                 mode: Mode = "accelerate" if len(group) == 1 else "measure"
-                images, kept = self.run_from(combos, start, current.xs[start], keep, mode)
+                images, kept = self.run_from(combos, start, current.states[start], keep, mode)
             pos = 0
             for n, (i, outcome) in enumerate(considered):
                 if outcome is not None:
@@ -454,8 +459,8 @@ class _Search:
                     )
                 )
                 if accepted:
-                    xs = {k: (current.xs[k] if k < start else kept[pos][k]) for k in keep}
-                    current = _State(ivs, p, xs)
+                    states = {k: (current.states[k] if k < start else kept[pos][k]) for k in keep}
+                    current = _State(ivs, p, states)
                     queue = [j for j, _ in considered[n + 1 :]] + queue
                     break
                 pos += 1

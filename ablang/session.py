@@ -71,16 +71,6 @@ class Session:
             )
         self.diffusion = Diffusion(model.diffusion, plan.sampler.steps)
         self.setup: RunSetup = make_setup(plan, model, self.diffusion)
-        if plan.searches and self.setup.scheduler is not None:
-            # a search steps from x alone; a diffusers scheduler's state is more than x
-            raise AblangError(
-                f"`search` does not run on diffusers schedulers yet (`{model.label}` samples "
-                f"with {self.setup.scheduler})",
-                plan.searches[0].span,
-                hint="write the schedules to compare as variants",
-                code="search-scheduler",
-                path=plan.source or None,
-            )
         self.programs = ProgramCache(model.traced)
         self._schedules: dict[Variant, Schedule] = {}
 

@@ -424,12 +424,29 @@ def test_emitted_sd_sampler_reproduces_the_run_without_ablang(dirs, tables, tmp_
     assert any(torch.equal(images, r) for r in runs)
 
 
-def test_search_on_a_diffusers_scheduler_stops_before_sampling(dirs, tables):
-    from ablang.errors import AblangError
+@pytest.mark.parametrize("scheduler", ["DPMSolverMultistepScheduler", "PNDMScheduler"])
+def test_search_on_a_stateful_scheduler_resumes_whole_states(dirs, tables, scheduler):
+    """The greedy runs each combination from its current variant's state at the combination's
+    first step; with a multistep solver that state includes the solver's history. Every point it
+    measured equals a fresh run of the same interventions from the baseline."""
+    from ablang.measure import Measure
+    from ablang.search import SearchOptions, run_search
 
-    body = "search fast speedup where mse <= 0.1 over drop of skip[*] for t in 0..1000 by 500\n"
-    text = study(dirs["pixel"], f"sampler pipeline steps {STEPS}", body, prompts=False)
-    plan = resolve(parse(text, "s.abl"), tables["pixel"])
-    with pytest.raises(AblangError) as e:
-        Session.from_plan(plan, "cpu")
-    assert e.value.code == "search-scheduler" and e.value.span is not None
+    body = (
+        "search fast speedup where mse <= 1 over drop, cache every 2 of dec[1], dec[2], skip[1]"
+        " for step in 0..6 by 2 validate 0 samples\n"
+    )
+    s = session(dirs, tables, "pixel", f"sampler {scheduler} steps 6", body)
+    ex = s.executor
+    base = ex.baseline()
+    measure = Measure(("mse",), s.model, base.images, ex.setup.prompts)
+    got = run_search(s.plan.searches[0], ex, base, measure, s.flops, SearchOptions(batch=4))
+    combos = [p for p in got.points if p.kind == "combination"]
+    assert combos, "the greedy measured no combination"
+    assert any(len(p.interventions) > 1 for p in combos)
+    for p in got.points:
+        if not p.interventions:
+            continue
+        (fresh,) = ex.run_batch([Variant("fresh", p.interventions)], base, "accelerate")
+        want = measure.metrics(fresh.images)["mse"]
+        assert p.metrics["mse"] == pytest.approx(want, rel=1e-4, abs=1e-9), p.label
