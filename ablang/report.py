@@ -11,7 +11,8 @@ results.json (``results_json``) holds everything needed to reproduce the numbers
                    "within_noise": {name: bool},
                    "cost": {"unet_flops", "flops_ratio", "seconds", "flop_speedup",
                             "wall_speedup"}}, ...],
-     "sweeps": [{"name", "op", "metric", "components", "windows", "variants", "phases"}, ...],
+     "sweeps": [{"name", "op", "side", "metric", "components", "windows", "variants",
+                 "phases"}, ...],
      "mode", "seeds", "versions", "searches",
      "statistics": {"unit", "images", "interval", "level", "resamples", "seed", "noise",
                     "floors": {metric: number}, "warnings": [text]},
@@ -169,6 +170,7 @@ def results_json(results: Results) -> dict:
             {
                 "name": s.name,
                 "op": s.op,
+                "side": s.side,
                 "metric": metric,
                 "components": list(s.components),
                 "windows": [w.to_json() for w in s.windows],

@@ -140,9 +140,9 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
     sweeps = []
     for s in doc["sweeps"]:
         first = by_name.get(s["variants"][0][0]) if s["variants"] and s["variants"][0] else None
-        params = (
-            tuple(first.interventions[0].params.items()) if first and first.interventions else ()
-        )
+        cell = first.interventions[0] if first and first.interventions else None
+        params = tuple(cell.params.items()) if cell else ()
+        side = s.get("side") or (cell.side if cell else "both")  # files before sides: a cell's
         sweeps.append(
             Sweep(
                 s["name"],
@@ -151,6 +151,7 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
                 tuple(s["components"]),
                 tuple(_window(w) for w in s["windows"]),
                 tuple(tuple(row) for row in s["variants"]),
+                side=side,
             )
         )
     sampler = doc["sampler"]

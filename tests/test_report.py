@@ -182,7 +182,17 @@ def test_results_json_follows_the_contract():
     }
 
     (sweep,) = doc["sweeps"]
-    assert list(sweep) == ["name", "op", "metric", "components", "windows", "variants", "phases"]
+    assert list(sweep) == [
+        "name",
+        "op",
+        "side",
+        "metric",
+        "components",
+        "windows",
+        "variants",
+        "phases",
+    ]
+    assert sweep["side"] == "both"
     assert sweep["phases"] is None  # composition and detail were not measured
     assert sweep["metric"] == "ssim" and sweep["components"] == ["skip[0]", "skip[1]"]
     assert sweep["windows"][1] == {"kind": "t", "lo": 500, "hi": 1000, "inclusive": False}

@@ -56,3 +56,34 @@ def test_a_results_json_from_before_the_statistics_still_reads():
     fast = back.variant("fast")
     assert fast.cost.wall_speedup == 1.25 and fast.cost.flop_speedup == 1.25
     assert fast.intervals == {} and fast.within_noise == {} and back.statistics == {}
+
+
+def test_one_sided_extrapolated_sweeps_round_trip():
+    """A sweep's side and its cells' schedules (every, extrapolated, side) read back as run."""
+    from test_report import SWEEP_NAMES, W1, W2
+
+    from ablang.plan import Intervention
+
+    results = make_results()
+    cells = {
+        name: Intervention("cache", f"skip[{i}]", w, every=3, side="uncond", extrapolate=True)
+        for i, row in enumerate(SWEEP_NAMES)
+        for name, w in zip(row, (W1, W2))
+    }
+    params = tuple(next(iter(cells.values())).params.items())
+    sweep = dataclasses.replace(results.plan.sweeps[0], op="cache", params=params, side="uncond")
+    variants = tuple(
+        dataclasses.replace(v, interventions=(cells[v.name],)) if v.name in cells else v
+        for v in results.plan.variants
+    )
+    rows = tuple(
+        dataclasses.replace(r, interventions=(cells[r.name],)) if r.name in cells else r
+        for r in results.variants
+    )
+    plan = dataclasses.replace(results.plan, variants=variants, sweeps=(sweep,))
+    back = results_from_json(results_json(dataclasses.replace(results, plan=plan, variants=rows)))
+    (swept,) = back.plan.sweeps
+    assert swept.side == "uncond"
+    assert dict(swept.params) == {"every": 3, "extrapolated": True}
+    name = SWEEP_NAMES[1][0]
+    assert back.variant(name).interventions == (cells[name],)
