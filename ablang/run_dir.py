@@ -142,7 +142,7 @@ def results_from_json(doc: dict, journal: dict[str, dict] | None = None) -> Resu
         first = by_name.get(s["variants"][0][0]) if s["variants"] and s["variants"][0] else None
         cell = first.interventions[0] if first and first.interventions else None
         params = tuple(cell.params.items()) if cell else ()
-        side = s.get("side") or (cell.side if cell else "both")  # files before sides: a cell's
+        side = s.get("side") or (cell.side if cell else "both")  # older files: from a cell
         sweeps.append(
             Sweep(
                 s["name"],
