@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ablang.compile import Mode, ProgramCache, schedule
+from ablang.compile import Mode, ProgramCache, half, schedule
 from ablang.cost import FlopCounter
 from ablang.diffusion import Diffusion
 from ablang.execute import Executor, RunSetup, Samples, Trajectory, batches, make_setup
@@ -215,8 +215,15 @@ def overlaps(a: Window, b: Window) -> bool:
 
 
 def conflicts(ivs: tuple[Intervention, ...], iv: Intervention) -> bool:
-    """``iv`` touches a component that ``ivs`` already change in an overlapping window."""
-    return any(o.component == iv.component and overlaps(o.window, iv.window) for o in ivs)
+    """``iv`` touches a component that ``ivs`` already change in an overlapping window, on a
+    half of guidance they share (as the resolver's ``overlap``: `on cond` and `on uncond` of one
+    component are independent)."""
+    return any(
+        o.component == iv.component
+        and overlaps(o.window, iv.window)
+        and (o.side == iv.side or "both" in (o.side, iv.side))
+        for o in ivs
+    )
 
 
 @dataclass
@@ -584,12 +591,14 @@ class _Search:
             return False
         mine = schedule(Variant("v", (iv,)), self.steps).per_step
         rest = schedule(Variant("v", others), self.steps).per_step
+        sides = ("cond", "uncond") if iv.side == "both" else (iv.side,)
         for k, rules in enumerate(mine):
             if not rules or any(r.phase == "compute" for r in rules):
                 continue
-            program = self.ex.programs.get(rest[k], "accelerate")
-            if any(n.meta.get("ablang") == iv.component for n in program.gm.graph.nodes):
-                return False
+            for side in sides:  # dead on every half it acts on; programs are per half
+                program = self.ex.programs.get(half(rest[k], side), "accelerate")
+                if any(n.meta.get("ablang") == iv.component for n in program.gm.graph.nodes):
+                    return False
         return True
 
     def in_order(self, ivs: tuple[Intervention, ...]) -> tuple[Intervention, ...]:

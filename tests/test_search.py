@@ -98,6 +98,10 @@ def test_overlap_and_conflict():
     assert conflicts(ivs, Intervention("cache", "dec[5]", a, every=2))
     assert not conflicts(ivs, Intervention("cache", "dec[5]", b, every=2))
     assert not conflicts(ivs, Intervention("drop", "dec[6]", a))
+    uncond = (Intervention("cache", "dec[5]", a, every=3, side="uncond"),)
+    assert not conflicts(uncond, Intervention("drop", "dec[5]", a, side="cond"))
+    assert conflicts(uncond, Intervention("cache", "dec[5]", a, every=2, side="uncond"))
+    assert conflicts(uncond, Intervention("drop", "dec[5]", a))  # both halves include uncond
 
 
 def test_pareto_front():
@@ -215,6 +219,10 @@ def test_an_intervention_on_a_block_that_is_dead_anyway_is_redundant(setting):
     assert not s.redundant((cache5,), Intervention("drop", "dec[3]", late))  # computed steps
     assert not s.redundant((cache5,), Intervention("cache", "dec[3]", HALVES[1], every=2))
     assert not s.redundant((cache5,), Intervention("cache", "dec[6]", late, every=2))
+    # reused on the unconditional half only: dec[3] still feeds the conditional half
+    uncond5 = Intervention("cache", "dec[5]", late, every=2, side="uncond")
+    assert not s.redundant((uncond5,), Intervention("cache", "dec[3]", late, every=2))
+    assert s.redundant((uncond5,), Intervention("cache", "dec[3]", late, every=2, side="uncond"))
     kept = s.simplify((Intervention("cache", "dec[3]", late, every=2), cache5))
     assert kept == (cache5,)
     assert s.in_order((cache5, Intervention("drop", "mid", HALVES[1]))) == (
