@@ -26,6 +26,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
@@ -345,7 +346,7 @@ class Program:
         out, kept = self.gm(**kwargs)
         return out, dict(zip(self.cache_outputs, kept))
 
-    @property
+    @cached_property
     def extrapolated(self) -> tuple[str, ...]:
         """The cache inputs whose reuse extrapolates (``cache ... extrapolated``)."""
         return tuple(r.component for r in self.rules if r.extrapolate)

@@ -15,8 +15,8 @@ which program runs for which chunk, and keeps the baseline's states. The steppin
 scheduler. With guidance the batch is ``[chunks' cond; chunks' uncond]`` (diffusers: ``[uncond;
 cond]``, the sampler's ``halves``). An intervention on one side of guidance (``on uncond``) acts
 on that half's rows only: in measure mode through its mask, in accelerate mode by running the
-two halves as two programs at the steps where they differ (the sampler's ``guided_halves``). Cached
-values are kept per chunk and per half (``Caches``).
+two halves as two programs at the steps where they differ (the sampler's ``guided_output``
+with ``unet_uncond``). Cached values are kept per chunk and per half (``Caches``).
 """
 
 from __future__ import annotations
@@ -181,9 +181,8 @@ class Executor:
             cond_rules, uncond_rules = halves(rules_per_chunk[0])
             own = caches[0]
             if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
-                return self.sampler.guided_halves(
+                return self.sampler.guided_output(
                     lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], k, xin, t, c),
-                    lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], k, xin, t, c),
                     x,
                     t,
                     cond,
@@ -191,6 +190,7 @@ class Executor:
                     g,
                     channels,
                     last,
+                    lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], k, xin, t, c),
                 )
             parts = [own[h] for h in self.halves]  # in the batch's order of halves
 
@@ -274,6 +274,21 @@ class Executor:
         noise = runtime.step_noise(self.noise, step.index, x)
         return runtime.step(self.table, step.index, x, out, noise)
 
+    def advance(
+        self,
+        states: list[Any],
+        step: Step,
+        rules_per_chunk: list[RuleSet],
+        caches: list[Caches],
+        mode: Mode,
+    ) -> None:
+        """One step of ``len(states)`` trajectories, each a chunk of one batch with its rules
+        and caches; each state is advanced in place by its own rows of the output."""
+        x = torch.cat([self.sampler.model_input(s) for s in states])
+        out = self.output(x, step, rules_per_chunk, caches, mode)
+        for state, part in zip(states, out.chunk(len(states))):
+            self.sampler.step(state, part)
+
     def _mask(self, per_row: list[bool]) -> torch.Tensor:
         """A rule's mask over the batch from one flag per (half, chunk) block of ``self.n`` rows."""
         return torch.tensor(per_row, device=self.device).repeat_interleave(self.n)
@@ -325,9 +340,7 @@ class Executor:
         caches = [self.new_caches()]
         start = t0 = time.perf_counter()
         for k in range(len(steps)):
-            x = sampler.model_input(state)
-            out = self.output(x, steps[k], [frozenset()], caches, "accelerate")
-            sampler.step(state, out)
+            self.advance([state], steps[k], [frozenset()], caches, "accelerate")
             times.append(time.perf_counter() - t0)
             xs.append(sampler.x(state).cpu())
             if states is not None and k + 1 < len(steps):
@@ -366,21 +379,16 @@ class Executor:
         # one state per chunk: a scheduler's history belongs to its own trajectory
         states = [self.start_state(baseline, start) for _ in variants]
         caches = [self.new_caches() for _ in variants]
-        sampler = self.sampler
-
         before = self.evaluations
         t0 = time.perf_counter()
         for k in range(start, len(steps)):
-            x = torch.cat([sampler.model_input(s) for s in states])
-            out = self.output(x, steps[k], [s.per_step[k] for s in scheds], caches, mode)
-            for state, part in zip(states, out.chunk(len(variants))):
-                sampler.step(state, part)
+            self.advance(states, steps[k], [s.per_step[k] for s in scheds], caches, mode)
             if on_step:
                 on_step()
         seconds = (time.perf_counter() - t0) / len(variants)
         evals = (self.evaluations - before) // len(variants)
         return [
-            Samples(v.name, self.images(sampler.x(s)), start, seconds, evals)
+            Samples(v.name, self.images(self.sampler.x(s)), start, seconds, evals)
             for v, s in zip(variants, states)
         ]
 

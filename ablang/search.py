@@ -326,11 +326,7 @@ class _Search:
             if step.index in keep:
                 for k, s in enumerate(states):
                     kept[k][step.index] = sampler.fork(s)
-            x = torch.cat([sampler.model_input(s) for s in states])
-            rules = [s.per_step[step.index] for s in scheds]
-            out = ex.output(x, step, rules, caches, mode)
-            for s, part in zip(states, out.chunk(len(variants))):
-                sampler.step(s, part)
+            ex.advance(states, step, [sc.per_step[step.index] for sc in scheds], caches, mode)
             self.on_step("combinations", step.index - start + 1, total)
         return [ex.images(sampler.x(s)) for s in states], kept
 

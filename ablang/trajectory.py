@@ -67,24 +67,13 @@ class TableSampler:
         guidance: float,
         channels: int,
         channels_last: bool,
+        unet_uncond: UnetCall | None = None,
     ) -> torch.Tensor:
+        if unet_uncond is not None:
+            return runtime.guided_halves(
+                unet, unet_uncond, x, t, cond, uncond, guidance, channels, channels_last
+            )
         return runtime.guided_output(unet, x, t, cond, uncond, guidance, channels, channels_last)
-
-    def guided_halves(
-        self,
-        unet_cond: UnetCall,
-        unet_uncond: UnetCall,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        cond: Any,
-        uncond: Any,
-        guidance: float,
-        channels: int,
-        channels_last: bool,
-    ) -> torch.Tensor:
-        return runtime.guided_halves(
-            unet_cond, unet_uncond, x, t, cond, uncond, guidance, channels, channels_last
-        )
 
     def step(self, state: TableState, out: torch.Tensor) -> None:
         noise = runtime.step_noise(self.noise, state.k, state.x)

@@ -71,24 +71,11 @@ class TrajectorySampler(Protocol):
         guidance: float,
         channels: int,
         channels_last: bool,
+        unet_uncond: UnetCall | None = None,
     ) -> torch.Tensor:
-        """The (guided) model output at one step, in the sampler's batch order for guidance."""
-        ...
-
-    def guided_halves(
-        self,
-        unet_cond: UnetCall,
-        unet_uncond: UnetCall,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        cond: Any,
-        uncond: Any,
-        guidance: float,
-        channels: int,
-        channels_last: bool,
-    ) -> torch.Tensor:
-        """``guided_output`` with the halves run by two different calls (an intervention on
-        one side of guidance)."""
+        """The (guided) model output at one step, in the sampler's batch order for guidance.
+        With ``unet_uncond`` the halves run as two calls, ``unet`` on the conditional one (an
+        intervention on one side of guidance)."""
         ...
 
     def step(self, state: Any, out: torch.Tensor) -> None:

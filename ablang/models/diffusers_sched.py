@@ -280,18 +280,8 @@ class SchedulerTrajectory:
         return self.sampler.t(k, rows, device)
 
     def guided_output(
-        self, unet, x, t, cond, uncond, guidance: float, channels: int, channels_last: bool
-    ) -> torch.Tensor:
-        if uncond is None or guidance == 1.0:
-            return unet(_layout(x, channels_last), t, cond)
-        x2 = _layout(torch.cat([x, x]), channels_last)
-        both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-        return guide(unet(x2, torch.cat([t, t]), both), guidance)
-
-    def guided_halves(
         self,
-        unet_cond,
-        unet_uncond,
+        unet,
         x,
         t,
         cond,
@@ -299,9 +289,16 @@ class SchedulerTrajectory:
         guidance: float,
         channels: int,
         channels_last: bool,
+        unet_uncond=None,
     ) -> torch.Tensor:
-        x = _layout(x, channels_last)
-        return guide(torch.cat([unet_uncond(x, t, uncond), unet_cond(x, t, cond)]), guidance)
+        if unet_uncond is not None:  # the halves apart: [uncond; cond], as below
+            x = _layout(x, channels_last)
+            return guide(torch.cat([unet_uncond(x, t, uncond), unet(x, t, cond)]), guidance)
+        if uncond is None or guidance == 1.0:
+            return unet(_layout(x, channels_last), t, cond)
+        x2 = _layout(torch.cat([x, x]), channels_last)
+        both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+        return guide(unet(x2, torch.cat([t, t]), both), guidance)
 
     def step(self, state: SchedulerState, out: torch.Tensor) -> None:
         self.sampler.step(state, out)
