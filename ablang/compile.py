@@ -32,8 +32,9 @@ from typing import Any, Literal
 import torch
 from torch import fx
 
+from ablang import runtime
 from ablang.diffusion import Step
-from ablang.plan import Intervention, Side, Variant
+from ablang.plan import GUIDANCE, Intervention, Side, Variant
 from ablang.trace import TracedUnet
 
 Mode = Literal["measure", "accelerate"]
@@ -65,10 +66,31 @@ class Rule:
 RuleSet = frozenset[Rule]
 HALVES: tuple[Side, Side] = ("cond", "uncond")  # the batch of guidance by doubling: [cond; uncond]
 
+# Rules on GUIDANCE (`drop guidance`, `cache guidance`) act on the sampler's combination of the
+# two halves, not on the Unet: programs never see them (``half`` leaves them out); the executor,
+# the emitted runtime and the FLOP count read them through ``guidance_of``.
+
 
 def half(rules: RuleSet, side: Side) -> RuleSet:
-    """The side-free rules acting on one half ("cond" or "uncond") of a guided batch."""
-    return frozenset(r.on("both") for r in rules if r.side in ("both", side))
+    """The side-free Unet rules acting on one half ("cond" or "uncond") of a guided batch."""
+    return frozenset(
+        r.on("both") for r in rules if r.side in ("both", side) and r.component != GUIDANCE
+    )
+
+
+def guidance_of(rules: RuleSet) -> int:
+    """What guidance does at a step with ``rules``, as ``runtime.GUIDED`` (both halves run),
+    ``runtime.REUSE`` / ``runtime.EXTRAPOLATE`` (a reuse step of ``cache guidance``: only the
+    conditional half runs, plus the kept guidance term) or ``runtime.UNGUIDED`` (``drop
+    guidance``: the conditional half alone)."""
+    for r in rules:
+        if r.component != GUIDANCE:
+            continue
+        if r.op == "drop":
+            return runtime.UNGUIDED
+        if r.phase == "reuse":
+            return runtime.EXTRAPOLATE if r.extrapolate else runtime.REUSE
+    return runtime.GUIDED
 
 
 def halves(rules: RuleSet) -> tuple[RuleSet, RuleSet]:
@@ -114,6 +136,14 @@ class Schedule:
         return any(r.side != "both" for rules in self.per_step for r in rules)
 
     @property
+    def needs_guidance(self) -> bool:
+        """Whether the run must be guided: a rule acts on one half of guidance only, or on
+        guidance itself (`drop guidance`, `cache guidance`)."""
+        return self.one_sided or any(
+            r.component == GUIDANCE for rules in self.per_step for r in rules
+        )
+
+    @property
     def first_active(self) -> int:
         """Index of the first step with any rule; ``len(per_step)`` when there is none. Before
         it, the variant's trajectory is the baseline's."""
@@ -132,7 +162,28 @@ def schedule(variant: Variant, steps: list[Step]) -> Schedule:
         compute = computes(iv, inside) if iv.op == "cache" else set()
         for step in inside:
             per_step[step.index].add(_rule(iv, step.index in compute))
+    _catch_up(per_step)
     return Schedule(variant.name, tuple(frozenset(s) for s in per_step))
+
+
+def _catch_up(per_step: list[set[Rule]]) -> None:
+    """Where `drop guidance` or a reuse of `cache guidance` idles the unconditional half at a
+    step where one of its caches would compute, that half computes it instead at the next step
+    it runs (it would otherwise reuse a value it never computed, or a stale one); the
+    conditional half keeps its own schedule."""
+    missed: set[str] = set()
+    for rules in per_step:
+        unet = [r for r in rules if r.component != GUIDANCE and r.side in ("both", "uncond")]
+        if guidance_of(frozenset(rules)) != runtime.GUIDED:
+            missed |= {r.component for r in unet if r.phase == "compute"}
+            continue
+        for r in unet:
+            if r.phase == "reuse" and r.component in missed:
+                rules.discard(r)
+                if r.side == "both":
+                    rules.add(r.on("cond"))
+                rules.add(Rule(r.component, "cache", phase="compute", side="uncond"))
+        missed -= {r.component for r in rules if r.phase == "compute" and r.side != "cond"}
 
 
 def computes(iv: Intervention, inside: list[Step]) -> set[int]:

@@ -4,14 +4,24 @@ FLOPs are counted by ``torch.utils.flop_counter`` on the *accelerate* program of
 (one image, once per rule set), so they are what the variant costs when its shortcuts are really
 taken, whichever mode ran it. Guidance by batch doubling counts two forwards per image and step:
 the conditional half's program and the unconditional half's, which differ where an intervention
-acts on one side of guidance.
+acts on one side of guidance; at a step where ``drop guidance`` or a reuse of ``cache guidance``
+idles the unconditional half, only the conditional one counts.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ablang.compile import ProgramCache, RuleSet, Schedule, cache_input_name, halves, value_shape
+from ablang import runtime
+from ablang.compile import (
+    ProgramCache,
+    RuleSet,
+    Schedule,
+    cache_input_name,
+    guidance_of,
+    halves,
+    value_shape,
+)
 from ablang.models.base import LoadedModel
 from ablang.trace import program_flops
 
@@ -51,9 +61,10 @@ class FlopCounter:
 
     def trajectory(self, sched: Schedule) -> float:
         """FLOPs per generated image over the whole trajectory: per step, the conditional
-        half's program, plus the unconditional half's when guidance doubles the batch."""
+        half's program, plus the unconditional half's when it runs."""
         total = 0.0
         for rules in sched.per_step:
             cond, uncond = halves(rules)
-            total += self.per_step(cond) + (self.per_step(uncond) if self.doubled else 0.0)
+            both = self.doubled and guidance_of(rules) == runtime.GUIDED
+            total += self.per_step(cond) + (self.per_step(uncond) if both else 0.0)
         return total

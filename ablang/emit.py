@@ -37,7 +37,15 @@ from torch import fx
 
 import ablang
 from ablang import runtime
-from ablang.compile import Program, ProgramCache, RuleSet, cache_input_name, halves, schedule
+from ablang.compile import (
+    Program,
+    ProgramCache,
+    RuleSet,
+    cache_input_name,
+    guidance_of,
+    halves,
+    schedule,
+)
 from ablang.diffusion import Diffusion
 from ablang.errors import AblangError
 from ablang.execute import make_setup
@@ -88,6 +96,7 @@ def sample(
         CACHE_OUTPUTS,
         UNCOND_PROGRAM_OF_STEP,
         CACHE_EXTRAPOLATE,
+        GUIDANCE_OF_STEP,
     )
     x = x.to(device)
     return sample_programs(model, programs, table, x, noise, cond, uncond, GUIDANCE, CHANNELS_LAST)
@@ -224,15 +233,21 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     setup = make_setup(plan, model, diffusion)
     table = diffusion.table(setup.kind, setup.eta)
     sched = schedule(variant, list(setup.steps))
-    if sched.one_sided and not _guided(model, setup.guidance):
+    guided = _guided(model, setup.guidance)
+    if sched.needs_guidance and not guided:
         raise AblangError(
-            f"variant `{variant.name}` acts on one side of guidance, and its sampler is not "
-            f"guided (guidance {setup.guidance:g})",
+            f"variant `{variant.name}` acts on one side of guidance or on guidance itself, and "
+            f"its sampler is not guided (guidance {setup.guidance:g})",
             variant.span,
             code="side-unguided",
-            hint="set `guidance` above 1 in the sampler line, or remove `on ...`",
+            hint="set `guidance` above 1 in the sampler line, or remove `on ...` and guidance lines",
         )
-    per_half = [halves(rules) for rules in sched.per_step]
+    how = tuple(guidance_of(r) if guided else runtime.GUIDED for r in sched.per_step)
+    # where the unconditional half idles it runs no program: list the conditional one's there
+    per_half = [
+        (c, u if g == runtime.GUIDED else c)
+        for (c, u), g in zip((halves(rules) for rules in sched.per_step), how)
+    ]
     rule_sets: list[RuleSet] = []
     for pair in per_half:
         for rules in pair:
@@ -289,13 +304,16 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
             "# Program k reads the cached values of CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k])\n"
             "# and returns those of CACHE_OUTPUTS[k]; each half of guidance keeps its own. Of its\n"
             "# inputs, those in CACHE_EXTRAPOLATE[k] continue the line through the last two values.\n"
+            "# GUIDANCE_OF_STEP[i]: 0 both halves run; 1, 2: only the conditional one, plus the\n"
+            "# guidance term kept from the last step both ran (2: extrapolated); 3: it alone.\n"
             f"PROGRAMS = (\n{listed}\n)\n"
             f"PROGRAM_OF_STEP = {of_step!r}\n"
             f"UNCOND_PROGRAM_OF_STEP = {uncond_of_step!r}\n"
             f"CACHE_INPUTS = {tuple(p.cache_inputs for p in progs)!r}\n"
             f"CACHE_ARGS = {tuple(tuple(map(cache_input_name, p.cache_inputs)) for p in progs)!r}\n"
             f"CACHE_OUTPUTS = {tuple(p.cache_outputs for p in progs)!r}\n"
-            f"CACHE_EXTRAPOLATE = {tuple(p.extrapolated for p in progs)!r}"
+            f"CACHE_EXTRAPOLATE = {tuple(p.extrapolated for p in progs)!r}\n"
+            f"GUIDANCE_OF_STEP = {how if any(how) else None!r}"
         ),
         _section("the schedule")
         + f"\n# {len(table)} {table.kind.upper()} steps, {table.variance} variance. One row per"

@@ -203,15 +203,17 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     if setup.scheduler is None:
         raise AblangError(f"{model.label} has no scheduler to emit", code="emit")
     sched = schedule(variant, list(setup.steps))
-    if sched.one_sided:
-        # the generated loop runs one program over the doubled batch; splitting it per half is
-        # what ablang/runtime's emitted samplers do, not written for the scheduler's loop yet
+    if sched.needs_guidance:
+        # the generated loop runs one program over the doubled batch; splitting it per half (or
+        # idling one) is what ablang/runtime's emitted samplers do, not written for the
+        # scheduler's loop yet
         raise AblangError(
-            f"variant `{variant.name}` acts on one side of guidance; emitted samplers for "
-            f"diffusers models run both halves with one program",
+            f"variant `{variant.name}` acts on one side of guidance or on guidance itself; "
+            f"emitted samplers for diffusers models run both halves with one program",
             variant.span,
             code="emit",
-            hint="`ablang run` measures it (both modes); emit a variant without `on ...`",
+            hint="`ablang run` measures it (both modes); emit a variant without `on ...` "
+            "and guidance lines",
         )
     rule_sets: list[RuleSet] = []
     for rules in sched.per_step:

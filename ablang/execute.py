@@ -35,6 +35,7 @@ from ablang.compile import (
     Rule,
     RuleSet,
     Schedule,
+    guidance_of,
     half,
     halves,
     schedule,
@@ -43,10 +44,12 @@ from ablang.diffusion import Diffusion, Step, steps_of
 from ablang.errors import AblangError
 from ablang.models.base import Cond, LoadedModel, TrajectorySampler
 from ablang.models.kinds import SCHEDULER_OF_SAMPLER
-from ablang.plan import Plan, Variant
+from ablang.plan import GUIDANCE, Plan, Variant
 from ablang.trajectory import TableSampler
 
-Caches = dict[str, dict[str, runtime.Kept]]  # one chunk's cached values: half -> component -> kept
+# one chunk's cached values: half -> component -> kept; and under GUIDANCE the guidance term
+# (`cache guidance`)
+Caches = dict[str, dict[str, runtime.Kept]]
 
 
 @dataclass(frozen=True)
@@ -169,20 +172,30 @@ class Executor:
         differ), in measure mode the union's program with a mask per rule, chunk and half."""
         chunks = len(rules_per_chunk)
         for c in caches:  # a caller's fresh `{}` is an empty Caches
-            for h in self.halves:
+            for h in (*self.halves, GUIDANCE):
                 c.setdefault(h, {})
         k = step.index
         t = self.sampler.model_t(k, x.shape[0], self.device)
         cond = runtime.tile_cond(self.cond, chunks)
         uncond = runtime.tile_cond(self.uncond, chunks) if self.doubled else None
         g, channels, last = self.setup.guidance, self.channels, self.model.channels_last
+        how = [guidance_of(rs) if self.doubled else runtime.GUIDED for rs in rules_per_chunk]
         if mode == "accelerate":
             assert chunks == 1, "accelerate mode runs one variant per batch"
             cond_rules, uncond_rules = halves(rules_per_chunk[0])
             own = caches[0]
+            seen: list[torch.Tensor] = []  # the conditional half's output, for the guidance term
+
+            def cond_half(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
+                seen.append(self._accelerate(cond_rules, [own["cond"]], k, xin, t, c))
+                return seen[-1]
+
+            if how[0] != runtime.GUIDED:  # `drop`/`cache guidance`: the unconditional half idles
+                out = self.sampler.guided_output(cond_half, x, t, cond, None, g, channels, last)
+                return runtime.without_uncond(out, own[GUIDANCE].get(GUIDANCE), k, how[0])
             if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
-                return self.sampler.guided_output(
-                    lambda xin, t, c: self._accelerate(cond_rules, [own["cond"]], k, xin, t, c),
+                out = self.sampler.guided_output(
+                    cond_half,
                     x,
                     t,
                     cond,
@@ -192,19 +205,33 @@ class Executor:
                     last,
                     lambda xin, t, c: self._accelerate(uncond_rules, [own["uncond"]], k, xin, t, c),
                 )
-            parts = [own[h] for h in self.halves]  # in the batch's order of halves
+            else:
+                parts = [own[h] for h in self.halves]  # in the batch's order of halves
+                at = self.halves.index("cond") * x.shape[0]
 
-            def whole(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
-                return self._accelerate(cond_rules, parts, k, xin, t, c)
+                def whole(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
+                    both = self._accelerate(cond_rules, parts, k, xin, t, c)
+                    seen.append(both[at : at + x.shape[0]])
+                    return both
 
-            return self.sampler.guided_output(whole, x, t, cond, uncond, g, channels, last)
+                out = self.sampler.guided_output(whole, x, t, cond, uncond, g, channels, last)
+            if self.doubled:
+                runtime.keep(own[GUIDANCE], GUIDANCE, out - seen[0], k)
+            return out
 
         # rows, in batch order: (half, chunk) -> that chunk's side-free rules on that half
-        rows = [(h, i, half(rs, h)) for h in self.halves for i, rs in enumerate(rules_per_chunk)]
+        # (an idle unconditional half's rows run the plain Unet: their output is not used)
+        rows = [
+            (h, i, half(rs, h) if h == "cond" or how[i] == runtime.GUIDED else frozenset())
+            for h in self.halves
+            for i, rs in enumerate(rules_per_chunk)
+        ]
         # one program input per reused component: how a block's input is made (extrapolated or
         # not) is _gather's business, not the program's
         plain = [frozenset(replace(r, extrapolate=False) for r in rs) for _, _, rs in rows]
         union: RuleSet = frozenset().union(*plain)
+
+        seen = []  # the whole batch's output, before guidance combines it
 
         def masked(xin: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
             self.evaluations += xin.shape[0]
@@ -218,9 +245,26 @@ class Executor:
                         runtime.keep(
                             caches[chunk][h], comp, value[j * self.n : (j + 1) * self.n], k
                         )
+            seen.append(out)
             return out
 
-        return self.sampler.guided_output(masked, x, t, cond, uncond, g, channels, last)
+        out = self.sampler.guided_output(masked, x, t, cond, uncond, g, channels, last)
+        if not self.doubled:
+            return out
+        # a chunk whose unconditional half idles at this step takes its conditional rows plus
+        # its kept guidance term; the others keep the term of this step
+        at = self.halves.index("cond") * chunks * self.n
+        parts = []
+        for i, part in enumerate(out.split(self.n)):
+            c = seen[0][at + i * self.n : at + (i + 1) * self.n]
+            if how[i] == runtime.GUIDED:
+                runtime.keep(caches[i][GUIDANCE], GUIDANCE, part - c, k)
+                parts.append(part)
+            else:
+                parts.append(
+                    runtime.without_uncond(c, caches[i][GUIDANCE].get(GUIDANCE), k, how[i])
+                )
+        return torch.cat(parts)
 
     @property
     def halves(self) -> tuple[str, ...]:
@@ -229,7 +273,7 @@ class Executor:
         return self.sampler.halves if self.doubled else ("cond",)
 
     def new_caches(self) -> Caches:
-        return {h: {} for h in self.halves}
+        return {h: {} for h in (*self.halves, GUIDANCE)}
 
     def _accelerate(
         self,
@@ -313,6 +357,14 @@ class Executor:
         if self.doubled:
             return
         for iv in variant.interventions:
+            if iv.component == GUIDANCE:
+                raise AblangError(
+                    f"`{iv.op} guidance` needs classifier-free guidance, and this run samples "
+                    f"without it (guidance {self.setup.guidance:g})",
+                    iv.span,
+                    code="guidance-unguided",
+                    hint="set `guidance` above 1 in the sampler line",
+                )
             if iv.side != "both":
                 raise AblangError(
                     f"`on {iv.side}` needs classifier-free guidance, and this run samples "

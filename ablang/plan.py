@@ -16,6 +16,13 @@ Op = Literal["drop", "zero", "scale", "cache"]
 # Which half of classifier-free guidance an intervention acts on (`on cond`, `on uncond`).
 Side = Literal["both", "cond", "uncond"]
 SIDES: tuple[Side, ...] = ("both", "cond", "uncond")
+# The pseudo-component of `drop guidance` / `cache guidance`: the sampler's combination of the
+# two halves of classifier-free guidance, not a part of the Unet.
+GUIDANCE = "guidance"
+GUIDANCE_OPS: tuple[Op, ...] = (
+    "drop",
+    "cache",
+)  # sample the conditional half alone; reuse the term
 ModelKindName = Literal["tiny", "glide", "adm", "diffusers"]  # the rows of models/kinds.py
 SamplerKind = Literal["ddpm", "ddim"]
 Device = Literal["cpu", "cuda", "auto"]

@@ -191,6 +191,24 @@ def guided_halves(
     return guide(out, x.shape[0], guidance, channels)
 
 
+# What guidance does at a step (``Programs.guidance_of_step``): both halves run; or only the
+# conditional half, plus the guidance term kept from the last step both ran (`cache guidance`, its
+# reuse steps plain or extrapolated), or alone (`drop guidance`).
+GUIDED, REUSE, EXTRAPOLATE, UNGUIDED = 0, 1, 2, 3
+
+
+def without_uncond(cond_out: torch.Tensor, term: "Kept | None", k: int, how: int) -> torch.Tensor:
+    """The guided output of a step whose unconditional half does not run: the conditional
+    output plus the guidance term ``guided - cond`` (that is ``(g - 1)(c - u)`` on the guided
+    channels) kept from the last step where both halves ran, or nothing for ``UNGUIDED``.
+    Exact where the term has not changed; FasterCache's CFG-cache reuses the same
+    difference, since the two halves' outputs change alike between steps and their difference
+    slowly."""
+    if how == UNGUIDED or term is None:
+        return cond_out
+    return cond_out + term.at(k, how == EXTRAPOLATE)
+
+
 def guide(out: torch.Tensor, rows: int, guidance: float, channels: int) -> torch.Tensor:
     """Combine a doubled batch's output ``[cond; uncond]``: eps = u + g (c - u); the variance
     channels come from the conditional half."""
@@ -312,6 +330,7 @@ class Programs:
     cache_outputs: tuple[tuple[str, ...], ...]  # components each program writes to the cache
     uncond_of_step: tuple[int, ...] | None = None  # None: as of_step
     extrapolate: tuple[tuple[str, ...], ...] | None = None  # extrapolated cache inputs
+    guidance_of_step: tuple[int, ...] | None = None  # GUIDED... per step; None: always GUIDED
 
 
 def run_program(
@@ -354,17 +373,39 @@ def sample_programs(
     channels_last: bool = False,
 ) -> torch.Tensor:
     """Run the whole chain from ``x``, step k with program ``programs.of_step[k]`` (and, for the
-    unconditional half, ``programs.uncond_of_step[k]``). Cached values are kept per half."""
+    unconditional half, ``programs.uncond_of_step[k]``). Cached values are kept per half. Where
+    ``programs.guidance_of_step[k]`` is not ``GUIDED`` the unconditional half does not run at
+    all (``without_uncond``)."""
     doubled = is_guided(guidance, uncond)
     halves: list[dict[str, Kept]] = [{}, {}] if doubled else [{}]
     uncond_of = programs.uncond_of_step or programs.of_step
+    terms: dict[str, Kept] = {}  # the guidance term of the last step where both halves ran
 
     def model_output(k: int, x: torch.Tensor) -> torch.Tensor:
         p, q = programs.of_step[k], uncond_of[k]
+        how = programs.guidance_of_step[k] if programs.guidance_of_step and doubled else GUIDED
         t = model_timesteps(table, k, x.shape[0], x.device)
-        if doubled and p != q:
-            return guided_halves(
+        if how != GUIDED:  # the conditional half alone
+            c = guided_output(
                 lambda x, t, c: run_program(m, programs, p, halves[:1], k, x, t, c),
+                x,
+                t,
+                cond,
+                None,
+                guidance,
+                x.shape[1],
+                channels_last,
+            )
+            return without_uncond(c, terms.get("guidance"), k, how)
+        rows, seen = x.shape[0], []  # seen: the conditional half's output, for the term
+
+        def cond_half(x: torch.Tensor, t: torch.Tensor, c: Any) -> torch.Tensor:
+            seen.append(run_program(m, programs, p, halves[:1], k, x, t, c))
+            return seen[-1]
+
+        if doubled and p != q:
+            out = guided_halves(
+                cond_half,
                 lambda x, t, c: run_program(m, programs, q, halves[1:], k, x, t, c),
                 x,
                 t,
@@ -374,11 +415,16 @@ def sample_programs(
                 x.shape[1],
                 channels_last,
             )
+        else:
 
-        def unet(x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-            return run_program(m, programs, p, halves, k, x, t, cond)
+            def unet(x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+                seen.append(run_program(m, programs, p, halves, k, x, t, cond))
+                return seen[-1]
 
-        return guided_output(unet, x, t, cond, uncond, guidance, x.shape[1], channels_last)
+            out = guided_output(unet, x, t, cond, uncond, guidance, x.shape[1], channels_last)
+        if programs.guidance_of_step and doubled:
+            keep(terms, "guidance", out - seen[0][:rows], k)
+        return out
 
     last = x
     for _, last in sample_loop(table, x, noise, model_output):

@@ -60,7 +60,17 @@ from ablang.diffusion import Diffusion
 from ablang.execute import Executor, RunSetup, Samples, Trajectory, batches, make_setup
 from ablang.measure import Measure, MeasureOptions
 from ablang.models.base import LoadedModel
-from ablang.plan import Constraint, Intervention, Plan, Search, Validation, Variant, Window
+from ablang.plan import (
+    GUIDANCE,
+    GUIDANCE_OPS,
+    Constraint,
+    Intervention,
+    Plan,
+    Search,
+    Validation,
+    Variant,
+    Window,
+)
 from ablang.results import HIGHER_IS_CLOSER, Outcome, PathStep, Point, SearchResult
 
 if TYPE_CHECKING:
@@ -350,6 +360,9 @@ class _Search:
             if iv.op == "drop" and comp is not None and not comp.droppable:
                 counts["not droppable"] += 1
                 continue
+            if iv.component == GUIDANCE and (iv.op not in GUIDANCE_OPS or iv.side != "both"):
+                counts["not droppable"] += 1  # guidance takes drop and cache, on both halves
+                continue
             saving = 1.0 - 1.0 / self.speedup((iv,))
             if saving <= 0 or saving < self.options.min_saving:
                 counts["low saving"] += 1
@@ -584,6 +597,8 @@ class _Search:
 
     def redundant(self, others: tuple[Intervention, ...], iv: Intervention) -> bool:
         if iv.op not in ("drop", "cache") or iv.component.startswith("skip"):
+            return False
+        if iv.component == GUIDANCE:  # not in any program: it idles the unconditional half
             return False
         mine = schedule(Variant("v", (iv,)), self.steps).per_step
         rest = schedule(Variant("v", others), self.steps).per_step

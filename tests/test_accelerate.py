@@ -374,3 +374,147 @@ def test_extrapolated_reuse_continues_the_line_through_the_last_two(ddpm):
     finally:
         handle.remove()
     torch.testing.assert_close(fast, final, rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- guidance itself
+
+
+def on_guidance(op: str, window: Window, every: int | None = None, extrapolate=False):
+    return Intervention(op, "guidance", window, every=every, extrapolate=extrapolate)
+
+
+GUIDANCE_VARIANTS = [
+    variant("drop_guidance", on_guidance("drop", t_window(0, 500))),
+    variant("cache_guidance", on_guidance("cache", Window("step", 1, 8), every=3)),
+    variant(
+        "cache_guidance_extrapolated",
+        on_guidance("cache", Window("step", 0, 8), every=3, extrapolate=True),
+    ),
+    variant(  # DeepCache and the guidance cache on one schedule, a one-sided drop besides
+        "with_unet_cache",
+        Intervention("cache", "dec[5]", Window("step", 0, 8), every=2, extrapolate=True),
+        on_guidance("cache", Window("step", 0, 8), every=2, extrapolate=True),
+        Intervention("drop", "skip[2]", t_window(0, 400), side="uncond"),
+    ),
+    variant(  # the unconditional half idles at dec[5]'s computes: it catches up at step 3
+        "catch_up",
+        on_guidance("drop", Window("step", 0, 3)),
+        Intervention("cache", "dec[5]", Window("step", 0, 8), every=2),
+    ),
+]
+
+
+@pytest.mark.parametrize("v", GUIDANCE_VARIANTS, ids=lambda v: v.name)
+def test_guidance_rules_accelerate_equals_measure(ddpm, v):
+    """Where the unconditional half idles, accelerate mode runs a half-size forward and measure
+    mode the doubled, masked one: a few ULPs, as for one-sided interventions."""
+    ex, base = ddpm
+    fast, masked = images(ex, base, v, "accelerate"), images(ex, base, v, "measure")
+    torch.testing.assert_close(masked, fast, rtol=0, atol=ULPS)
+    assert (fast - base.xs[-1]).abs().max() > 1e-5
+
+
+def test_guidance_rules_batched_with_others(ddpm):
+    """Chunks whose unconditional half idles next to chunks whose does not, in one forward."""
+    ex, base = ddpm
+    group = [GUIDANCE_VARIANTS[2], GUIDANCE_VARIANTS[3], variant("both", one("cache", "dec[3]"))]
+    group = [v for v in group if schedule(v, list(ex.setup.steps)).first_active == 0]
+    assert len(group) == 2
+    for v, batched in zip(group, ex.run_batch(group, base, "measure")):
+        torch.testing.assert_close(
+            batched.images, images(ex, base, v, "accelerate"), rtol=0, atol=ULPS
+        )
+
+
+def test_cache_guidance_is_the_direct_computation(ddpm):
+    """`cache guidance every 3 extrapolated` against the eager Unet: both halves at steps 0, 3
+    and 6, the guidance term ``guided - cond`` kept there; at the other steps the conditional
+    half alone plus the line through the last two terms (the last term while only one)."""
+    from ablang import runtime
+
+    ex, base = ddpm
+    fast = images(ex, base, GUIDANCE_VARIANTS[2], "accelerate")
+    table, g, ch = ex.sampler.table, ex.setup.guidance, ex.channels
+    terms: list[tuple[int, torch.Tensor]] = []
+
+    def unet(x, t, c):
+        return ex.model.unet(x, t, **c)
+
+    def output(k, x):
+        t = runtime.model_timesteps(table, k, x.shape[0], x.device)
+        c = unet(x, t, ex.cond)
+        if k % 3 == 0:
+            u = unet(x, t, ex.uncond)
+            guided = torch.cat([u[:, :ch] + g * (c[:, :ch] - u[:, :ch]), c[:, ch:]], dim=1)
+            terms.append((k, guided - c))
+            return guided
+        if len(terms) < 2:
+            return c + terms[-1][1]
+        (a, da), (b, db) = terms[-2:]
+        return c + db + (db - da) * ((k - b) / (b - a))
+
+    final = ex.x_T
+    with torch.no_grad():
+        for _, final in runtime.sample_loop(table, ex.x_T, ex.noise, output):
+            pass
+    torch.testing.assert_close(fast, final, rtol=0, atol=1e-5)
+    assert (fast - base.xs[-1]).abs().max() > 1e-3
+
+
+def test_drop_guidance_everywhere_is_the_conditional_model(random_model):
+    """`drop guidance` at every step samples the conditional half alone: guidance 1's images."""
+    v = variant("unguided", on_guidance("drop", t_window(0, 1000)))
+    ex, base = executor(random_model, variants=(v,))
+    plain, plain_base = executor(random_model)
+    ex1 = Executor(
+        random_model,
+        plain.diffusion,
+        make_setup(make_plan(steps=STEPS, guidance=1.0, samples=1), random_model, plain.diffusion),
+        torch.device("cpu"),
+    )
+    conditional = ex1.baseline().xs[-1]
+    assert torch.equal(images(ex, base, v, "accelerate"), conditional)
+    assert (conditional - plain_base.xs[-1]).abs().max() > 1e-3  # guidance 3 is another model
+
+
+def test_idle_unconditional_half_is_not_computed(ddpm, random_model):
+    """The middle block's batch per step: both halves (4 rows) at the guidance cache's compute
+    steps, the conditional half (2 rows) at its reuse steps; measure mode always 4."""
+    ex, base = ddpm
+    rows: list[int] = []
+    handle = random_model.unet.middle_block.register_forward_hook(
+        lambda m, args, out: rows.append(args[0].shape[0])
+    )
+    try:
+        ex.run_batch([GUIDANCE_VARIANTS[2]], base, "accelerate")
+        fast = list(rows)
+        rows.clear()
+        ex.run_batch([GUIDANCE_VARIANTS[2]], base, "measure")
+    finally:
+        handle.remove()
+    assert fast == [4, 2, 2, 4, 2, 2, 4, 2]
+    assert rows == [4] * STEPS
+
+
+def test_guidance_rules_need_guidance(random_model):
+    plan = make_plan(steps=STEPS, guidance=1.0)
+    diffusion = Diffusion(random_model.diffusion, STEPS)
+    ex = Executor(
+        random_model, diffusion, make_setup(plan, random_model, diffusion), torch.device("cpu")
+    )
+    with pytest.raises(AblangError, match="needs classifier-free guidance") as e:
+        ex.check_sides(GUIDANCE_VARIANTS[0])
+    assert e.value.code == "guidance-unguided"
+
+
+def test_an_idle_half_computes_its_missed_caches_when_it_runs_again(ddpm):
+    """dec[5] computes at steps 0, 2, 4, 6; the unconditional half idles at 0..2, so it computes
+    dec[5] at step 3 (the conditional half reuses there) and follows the schedule from 4 on."""
+    ex, _ = ddpm
+    per_step = schedule(GUIDANCE_VARIANTS[4], list(ex.setup.steps)).per_step
+    assert per_step[3] == {
+        Rule("dec[5]", "cache", phase="reuse", side="cond"),
+        Rule("dec[5]", "cache", phase="compute", side="uncond"),
+    }
+    assert per_step[5] == {Rule("dec[5]", "cache", phase="reuse")}
+    assert Rule("dec[5]", "cache", phase="reuse") in per_step[1]  # idle there: nothing to do

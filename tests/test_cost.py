@@ -27,3 +27,18 @@ def test_a_split_step_costs_the_cond_program_plus_the_uncond_program(random_mode
     assert both < full  # the cache really saves work
     assert flops(guided, "uncond") == flops(guided, "cond") == (full + both) / 2
     assert flops(single) == full / 2 and flops(single, "both") == both / 2
+
+
+def test_an_idle_unconditional_half_costs_nothing(random_model):
+    """`cache guidance every 2` over 8 steps: both halves at 4 steps, the conditional half alone
+    at the other 4, so 12 of the baseline's 16 half-forwards; `drop guidance` everywhere: 8."""
+    steps = steps_of(Diffusion(random_model.diffusion, 8))
+    counter = FlopCounter(random_model, ProgramCache(random_model.traced), doubled=True)
+
+    def flops(*ivs):
+        return counter.trajectory(schedule(variant("v", *ivs), steps))
+
+    full = flops()
+    cached = flops(Intervention("cache", "guidance", t_window(0, 1000), every=2))
+    dropped = flops(Intervention("drop", "guidance", t_window(0, 1000)))
+    assert cached == full * 12 / 16 and dropped == full / 2

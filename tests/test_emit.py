@@ -117,6 +117,47 @@ def test_emitted_one_sided_and_scheduled_reproduce_the_executor(
     assert any(split) and not all(split)  # some steps run the halves apart, some together
 
 
+GUIDED = variant(
+    "guided",
+    Intervention("cache", "dec[4]", Window("step", 0, 8), every=2, extrapolate=True),
+    Intervention("cache", "guidance", Window("step", 0, 6), every=2, extrapolate=True),
+    Intervention("drop", "guidance", Window("step", 6, 8)),
+)
+CATCH_UP = variant(
+    "catch_up",
+    Intervention("drop", "guidance", Window("step", 0, 3)),
+    Intervention("cache", "dec[5]", Window("step", 0, 8), every=2, extrapolate=True),
+)
+
+
+@pytest.mark.parametrize(
+    "sampler, eta, v", [("ddpm", 0.0, GUIDED), ("ddim", 0.5, GUIDED), ("ddpm", 0.0, CATCH_UP)]
+)
+def test_emitted_guidance_rules_reproduce_the_executor(random_model, tmp_path, sampler, eta, v):
+    """`cache guidance` and `drop guidance`: where the unconditional half idles the sampler runs
+    the conditional half alone (GUIDANCE_OF_STEP), bit for bit accelerate mode's images; a
+    cache the idle half missed is computed when it runs again."""
+    plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=1)
+    fast, masked, baseline, programs = executor_images(random_model, plan, v)
+    module = load(emit_sampler(plan, v, random_model, tmp_path / "guided.py", programs))
+    got = module.sample(n=1, prompts=["3", "7"], seed=0)
+    assert torch.equal(got, fast), (got - fast).abs().max().item()
+    torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+    assert (got - baseline).abs().max() > 1e-5
+    if v is GUIDED:
+        assert module.GUIDANCE_OF_STEP == (0, 2, 0, 2, 0, 2, 3, 3)
+        assert module.UNCOND_PROGRAM_OF_STEP == module.PROGRAM_OF_STEP  # none for idle halves
+    else:
+        assert module.GUIDANCE_OF_STEP == (3, 3, 3, 0, 0, 0, 0, 0)
+        assert module.UNCOND_PROGRAM_OF_STEP[3] != module.PROGRAM_OF_STEP[3]  # it catches up
+
+
+def test_guidance_emit_needs_guidance(random_model, tmp_path):
+    plan = make_plan(GUIDED, steps=STEPS, guidance=1.0)
+    with pytest.raises(AblangError, match="on guidance itself"):
+        emit_sampler(plan, GUIDED, random_model, tmp_path / "x.py")
+
+
 def test_one_sided_emit_needs_guidance(random_model, tmp_path):
     plan = make_plan(SIDED, steps=STEPS, guidance=1.0)
     with pytest.raises(AblangError, match="one side of guidance"):

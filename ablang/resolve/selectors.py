@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from ablang import ast
 from ablang.components import KINDS, Component
 from ablang.errors import Span, did_you_mean
+from ablang.plan import GUIDANCE, GUIDANCE_OPS
 from ablang.resolve.context import Context
+from ablang.resolve.qualifiers import unguided
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,33 @@ def select_one(cx: Context, sel: ast.Selector) -> list[_Picked] | None:
             )
             return None
         return [pick(cx, "mid", sel.span, True)]
+    if kind == GUIDANCE:
+        if sel.indices is not None:
+            cx.diag.error(
+                "`guidance` is the sampler's combination of the two halves and takes no index",
+                sel.span,
+                "selector",
+                hint="write `guidance`",
+            )
+            return None
+        if why := unguided(cx):
+            cx.diag.error(
+                f"`guidance` acts on classifier-free guidance's two halves, and {why}",
+                sel.span,
+                "guidance-unguided",
+                hint="set `guidance` above 1 in the sampler line"
+                if "guidance 1" in why
+                else "remove this line: only a guided sampler has an unconditional half to skip",
+            )
+            return None
+        return [_Picked(GUIDANCE, sel.span, True, None)]
     if kind not in KINDS and kind != "level":
         hint = did_you_mean(kind, KINDS + ("level",), fmt="{}" + (sel.code()[len(kind) :]))
         cx.diag.error(
             f"no component `{sel.code()}`",
             sel.kind.span,
             "unknown-component",
-            hint=hint or "components: enc[i], mid, dec[i], skip[i], level[k]",
+            hint=hint or "components: enc[i], mid, dec[i], skip[i], level[k], guidance",
         )
         return None
     if sel.indices is None:
@@ -144,6 +166,31 @@ def indices(cx: Context, kind: str, item: ast.Index, n: int | None) -> list[int 
         )
         return None
     return list(range(lo, upper))
+
+
+def guidance_op(cx: Context, op: str, side: str, picked: list[_Picked], span: Span) -> bool:
+    """``guidance`` takes ``drop`` (the conditional half alone) and ``cache`` (reuse the
+    guidance term), on both halves: it is what combines them. False after an error."""
+    if not any(p.name == GUIDANCE for p in picked):
+        return True
+    if op not in GUIDANCE_OPS:
+        cx.diag.error(
+            f"`{op} guidance` has no meaning",
+            span,
+            "guidance-op",
+            hint="guidance takes `drop` (sample with the conditional half alone) and `cache` "
+            "(reuse the guidance term between steps)",
+        )
+        return False
+    if side != "both":
+        cx.diag.error(
+            f"`{op} guidance` acts on the combination of both halves, not on one",
+            span,
+            "guidance-side",
+            hint=f"remove `on {side}`",
+        )
+        return False
+    return True
 
 
 def droppable(

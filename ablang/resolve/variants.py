@@ -12,7 +12,7 @@ from ablang.plan import Intervention, Search, Sweep, Variant, Window
 from ablang.resolve.context import Context, real
 from ablang.resolve.qualifiers import cache_when, same_time, side_of
 from ablang.resolve.searches import search_of
-from ablang.resolve.selectors import distinct, droppable, select
+from ablang.resolve.selectors import distinct, droppable, guidance_op, select
 from ablang.resolve.windows import windows_of
 
 BASELINE = "baseline"
@@ -28,6 +28,8 @@ def interventions(
     params = params_of(cx, iv)
     side = side_of(cx, iv)
     if picked is None or windows is None or params is None or side is None:
+        return None
+    if not guidance_op(cx, iv.op, side, picked, iv.span):
         return None
     errors = len(cx.diag.errors)
     picked = droppable(cx, iv.op, picked, leave_out_wildcards=context == "sweep")
