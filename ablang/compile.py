@@ -80,9 +80,10 @@ def half(rules: RuleSet, side: Side) -> RuleSet:
 
 def guidance_of(rules: RuleSet) -> int:
     """What guidance does at a step with ``rules``, as ``runtime.GUIDED`` (both halves run),
-    ``runtime.REUSE`` / ``runtime.EXTRAPOLATE`` (a reuse step of ``cache guidance``: only the
-    conditional half runs, plus the kept guidance term) or ``runtime.UNGUIDED`` (``drop
-    guidance``: the conditional half alone)."""
+    ``runtime.KEEP`` (a compute step of ``cache guidance``: both run and the guidance term is
+    kept), ``runtime.REUSE`` / ``runtime.EXTRAPOLATE`` (a reuse step: only the conditional half
+    runs, plus the kept term) or ``runtime.UNGUIDED`` (``drop guidance``: the conditional half
+    alone)."""
     for r in rules:
         if r.component != GUIDANCE:
             continue
@@ -90,6 +91,7 @@ def guidance_of(rules: RuleSet) -> int:
             return runtime.UNGUIDED
         if r.phase == "reuse":
             return runtime.EXTRAPOLATE if r.extrapolate else runtime.REUSE
+        return runtime.KEEP
     return runtime.GUIDED
 
 
@@ -174,7 +176,7 @@ def _catch_up(per_step: list[set[Rule]]) -> None:
     missed: set[str] = set()
     for rules in per_step:
         unet = [r for r in rules if r.component != GUIDANCE and r.side in ("both", "uncond")]
-        if guidance_of(frozenset(rules)) != runtime.GUIDED:
+        if not runtime.both_halves(guidance_of(frozenset(rules))):
             missed |= {r.component for r in unet if r.phase == "compute"}
             continue
         for r in unet:

@@ -65,6 +65,6 @@ class FlopCounter:
         total = 0.0
         for rules in sched.per_step:
             cond, uncond = halves(rules)
-            both = self.doubled and guidance_of(rules) == runtime.GUIDED
+            both = self.doubled and runtime.both_halves(guidance_of(rules))
             total += self.per_step(cond) + (self.per_step(uncond) if both else 0.0)
         return total

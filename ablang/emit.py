@@ -245,7 +245,7 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
     how = tuple(guidance_of(r) if guided else runtime.GUIDED for r in sched.per_step)
     # where the unconditional half idles it runs no program: list the conditional one's there
     per_half = [
-        (c, u if g == runtime.GUIDED else c)
+        (c, u if runtime.both_halves(g) else c)
         for (c, u), g in zip((halves(rules) for rules in sched.per_step), how)
     ]
     rule_sets: list[RuleSet] = []
@@ -304,8 +304,9 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
             "# Program k reads the cached values of CACHE_INPUTS[k] (as its arguments CACHE_ARGS[k])\n"
             "# and returns those of CACHE_OUTPUTS[k]; each half of guidance keeps its own. Of its\n"
             "# inputs, those in CACHE_EXTRAPOLATE[k] continue the line through the last two values.\n"
-            "# GUIDANCE_OF_STEP[i]: 0 both halves run; 1, 2: only the conditional one, plus the\n"
-            "# guidance term kept from the last step both ran (2: extrapolated); 3: it alone.\n"
+            "# GUIDANCE_OF_STEP[i]: 0 both halves run; 1 both, and the guidance term guided - cond\n"
+            "# is kept; 2, 3: only the conditional half, plus the last term (3: the line through\n"
+            "# the last two); 4: the conditional half alone.\n"
             f"PROGRAMS = (\n{listed}\n)\n"
             f"PROGRAM_OF_STEP = {of_step!r}\n"
             f"UNCOND_PROGRAM_OF_STEP = {uncond_of_step!r}\n"

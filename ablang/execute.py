@@ -190,7 +190,7 @@ class Executor:
                 seen.append(self._accelerate(cond_rules, [own["cond"]], k, xin, t, c))
                 return seen[-1]
 
-            if how[0] != runtime.GUIDED:  # `drop`/`cache guidance`: the unconditional half idles
+            if not runtime.both_halves(how[0]):  # `drop`/`cache guidance`: it idles
                 out = self.sampler.guided_output(cond_half, x, t, cond, None, g, channels, last)
                 return runtime.without_uncond(out, own[GUIDANCE].get(GUIDANCE), k, how[0])
             if self.doubled and cond_rules != uncond_rules:  # the halves by name, not position
@@ -215,14 +215,14 @@ class Executor:
                     return both
 
                 out = self.sampler.guided_output(whole, x, t, cond, uncond, g, channels, last)
-            if self.doubled:
+            if how[0] == runtime.KEEP:
                 runtime.keep(own[GUIDANCE], GUIDANCE, out - seen[0], k)
             return out
 
         # rows, in batch order: (half, chunk) -> that chunk's side-free rules on that half
         # (an idle unconditional half's rows run the plain Unet: their output is not used)
         rows = [
-            (h, i, half(rs, h) if h == "cond" or how[i] == runtime.GUIDED else frozenset())
+            (h, i, half(rs, h) if h == "cond" or runtime.both_halves(how[i]) else frozenset())
             for h in self.halves
             for i, rs in enumerate(rules_per_chunk)
         ]
@@ -249,16 +249,17 @@ class Executor:
             return out
 
         out = self.sampler.guided_output(masked, x, t, cond, uncond, g, channels, last)
-        if not self.doubled:
+        if all(h == runtime.GUIDED for h in how):
             return out
         # a chunk whose unconditional half idles at this step takes its conditional rows plus
-        # its kept guidance term; the others keep the term of this step
+        # its kept guidance term; at a compute step of `cache guidance` the term is kept
         at = self.halves.index("cond") * chunks * self.n
         parts = []
         for i, part in enumerate(out.split(self.n)):
             c = seen[0][at + i * self.n : at + (i + 1) * self.n]
-            if how[i] == runtime.GUIDED:
-                runtime.keep(caches[i][GUIDANCE], GUIDANCE, part - c, k)
+            if runtime.both_halves(how[i]):
+                if how[i] == runtime.KEEP:
+                    runtime.keep(caches[i][GUIDANCE], GUIDANCE, part - c, k)
                 parts.append(part)
             else:
                 parts.append(

@@ -191,16 +191,22 @@ def guided_halves(
     return guide(out, x.shape[0], guidance, channels)
 
 
-# What guidance does at a step (``Programs.guidance_of_step``): both halves run; or only the
-# conditional half, plus the guidance term kept from the last step both ran (`cache guidance`, its
-# reuse steps plain or extrapolated), or alone (`drop guidance`).
-GUIDED, REUSE, EXTRAPOLATE, UNGUIDED = 0, 1, 2, 3
+# What guidance does at a step (``Programs.guidance_of_step``): both halves run (KEEP: and the
+# guidance term is kept, a compute step of `cache guidance`); or only the conditional half, plus
+# the kept term (a reuse step of `cache guidance`, plain or extrapolated), or alone (`drop
+# guidance`).
+GUIDED, KEEP, REUSE, EXTRAPOLATE, UNGUIDED = 0, 1, 2, 3, 4
+
+
+def both_halves(how: int) -> bool:
+    """Whether both halves of guidance run at a step that does ``how``."""
+    return how in (GUIDED, KEEP)
 
 
 def without_uncond(cond_out: torch.Tensor, term: "Kept | None", k: int, how: int) -> torch.Tensor:
     """The guided output of a step whose unconditional half does not run: the conditional
     output plus the guidance term ``guided - cond`` (that is ``(g - 1)(c - u)`` on the guided
-    channels) kept from the last step where both halves ran, or nothing for ``UNGUIDED``.
+    channels) kept at the last compute step of `cache guidance`, or nothing for ``UNGUIDED``.
     Exact where the term has not changed; FasterCache's CFG-cache reuses the same
     difference, since the two halves' outputs change alike between steps and their difference
     slowly."""
@@ -374,18 +380,18 @@ def sample_programs(
 ) -> torch.Tensor:
     """Run the whole chain from ``x``, step k with program ``programs.of_step[k]`` (and, for the
     unconditional half, ``programs.uncond_of_step[k]``). Cached values are kept per half. Where
-    ``programs.guidance_of_step[k]`` is not ``GUIDED`` the unconditional half does not run at
-    all (``without_uncond``)."""
+    ``programs.guidance_of_step[k]`` is REUSE, EXTRAPOLATE or UNGUIDED the unconditional half
+    does not run at all (``without_uncond``); at KEEP steps the guidance term is kept."""
     doubled = is_guided(guidance, uncond)
     halves: list[dict[str, Kept]] = [{}, {}] if doubled else [{}]
     uncond_of = programs.uncond_of_step or programs.of_step
-    terms: dict[str, Kept] = {}  # the guidance term of the last step where both halves ran
+    terms: dict[str, Kept] = {}  # the guidance terms of `cache guidance`'s compute steps
 
     def model_output(k: int, x: torch.Tensor) -> torch.Tensor:
         p, q = programs.of_step[k], uncond_of[k]
         how = programs.guidance_of_step[k] if programs.guidance_of_step and doubled else GUIDED
         t = model_timesteps(table, k, x.shape[0], x.device)
-        if how != GUIDED:  # the conditional half alone
+        if not both_halves(how):  # the conditional half alone
             c = guided_output(
                 lambda x, t, c: run_program(m, programs, p, halves[:1], k, x, t, c),
                 x,
@@ -422,7 +428,7 @@ def sample_programs(
                 return seen[-1]
 
             out = guided_output(unet, x, t, cond, uncond, guidance, x.shape[1], channels_last)
-        if programs.guidance_of_step and doubled:
+        if how == KEEP:
             keep(terms, "guidance", out - seen[0][:rows], k)
         return out
 

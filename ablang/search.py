@@ -24,7 +24,11 @@ variants, on the same executor, baseline and metrics::
 - Greedy order: saving / sensitivity, highest first; ties in grid order (op, component, window as
   written). A candidate that breaks a bound alone, that touches a component the current variant
   already changes in an overlapping window, or that would not raise the FLOP speedup (its saving
-  is already covered, e.g. a block a cache has made dead) is skipped without a measurement.
+  is already covered, e.g. a block a cache has made dead) is skipped without a measurement. The
+  exception: a cache whose *sibling* (the same component, window and side with another period)
+  is in the current variant is measured in its place, so a window that first took a cheap
+  `cache every 2` can still move to `every 6` (candidates with no quality cost come first, and
+  without this they would lock their windows).
 - A combination is measured from the current variant's own state at the step where it first
   differs from it (the current variant's prefix is shared, as the baseline's is for single
   variants), so every accepted step is a real, complete measurement of the combined variant.
@@ -57,7 +61,15 @@ import torch
 from ablang.compile import Mode, ProgramCache, half, schedule
 from ablang.cost import FlopCounter
 from ablang.diffusion import Diffusion
-from ablang.execute import Executor, RunSetup, Samples, Trajectory, batches, make_setup
+from ablang.execute import (
+    Caches,
+    Executor,
+    RunSetup,
+    Samples,
+    Trajectory,
+    batches,
+    make_setup,
+)
 from ablang.measure import Measure, MeasureOptions
 from ablang.models.base import LoadedModel
 from ablang.plan import (
@@ -236,11 +248,38 @@ def conflicts(ivs: tuple[Intervention, ...], iv: Intervention) -> bool:
     )
 
 
+def sibling(a: Intervention, b: Intervention) -> bool:
+    """Two caches of one component on one window and side that differ only in their schedule
+    (``cache every 2`` and ``cache every 6``): the greedy may put one in the other's place."""
+    return (
+        a.op == b.op == "cache"
+        and (a.component, a.window, a.side) == (b.component, b.window, b.side)
+        and a != b
+    )
+
+
+def combine(ivs: tuple[Intervention, ...], iv: Intervention) -> tuple[Intervention, ...] | None:
+    """``ivs`` with ``iv``: added, or in place of its sibling (a cache of the same component,
+    window and side with another period); None where it conflicts otherwise."""
+    clashing = [j for j, o in enumerate(ivs) if conflicts((o,), iv)]
+    if not clashing:
+        return (*ivs, iv)
+    if len(clashing) == 1 and sibling(ivs[clashing[0]], iv):
+        j = clashing[0]
+        return (*ivs[:j], iv, *ivs[j + 1 :])
+    return None
+
+
+def _copy(caches: Caches) -> Caches:
+    """A snapshot of one chunk's cached values (``Kept`` values are never changed in place)."""
+    return {h: dict(values) for h, values in caches.items()}
+
+
 @dataclass
 class _State:
     """The greedy's current variant: its interventions, what they cost and give, and its
-    sampler state before the steps where a combination may start (``states[k]``: x, and for a
-    diffusers scheduler its history too)."""
+    state before the steps where a combination may start (``states[k]``: the sampler's state,
+    x and for a diffusers scheduler its history too, and the variant's cached values)."""
 
     interventions: tuple[Intervention, ...]
     point: Point
@@ -324,18 +363,20 @@ class _Search:
         self, variants: list[Variant], start: int, state: Any, keep: set[int], mode: Mode
     ) -> tuple[list[torch.Tensor], list[dict[int, Any]]]:
         """Run ``variants`` as chunks of one batch from step ``start``, each from a fork of
-        ``state`` (the sampler's state before that step); returns their images and their
-        states before each step in ``keep``."""
+        ``state`` (the sampler's state before that step and the values its caches hold then:
+        an extrapolated line runs through computes of earlier windows); returns their images
+        and their states before each step in ``keep``."""
         ex, sampler = self.ex, self.ex.sampler
         scheds = [schedule(v, self.steps) for v in variants]
-        states = [sampler.fork(state) for _ in variants]
-        caches = [ex.new_caches() for _ in variants]
+        at, held = state
+        states = [sampler.fork(at) for _ in variants]
+        caches = [_copy(held) for _ in variants]
         kept: list[dict[int, Any]] = [{} for _ in variants]
         total = len(self.steps) - start
         for step in self.steps[start:]:
             if step.index in keep:
                 for k, s in enumerate(states):
-                    kept[k][step.index] = sampler.fork(s)
+                    kept[k][step.index] = (sampler.fork(s), _copy(caches[k]))
             ex.advance(states, step, [sc.per_step[step.index] for sc in scheds], caches, mode)
             self.on_step("combinations", step.index - start + 1, total)
         return [ex.images(sampler.x(s)) for s in states], kept
@@ -423,7 +464,11 @@ class _Search:
         )
         keep = {k for k in (self.first_step(w) for w in self.search.windows) if k is not None}
         keep |= {self.first_step(iv.window) for iv in cands}  # type: ignore[arg-type]
-        current = _State((), base_point, {k: self.ex.start_state(self.baseline, k) for k in keep})
+        current = _State(
+            (),
+            base_point,
+            {k: (self.ex.start_state(self.baseline, k), self.ex.new_caches()) for k in keep},
+        )
         path: list[PathStep] = []
         trials = 0
         queue = list(order)
@@ -449,7 +494,7 @@ class _Search:
             start = 0
             if group:
                 combos = [
-                    Variant(self.search.name, (*current.interventions, cands[i]), "search")
+                    Variant(self.search.name, self.combined(current, cands[i]), "search")
                     for i in group
                 ]
                 start = min(self.resume_step(current.interventions, [cands[i]]) for i in group)
@@ -461,8 +506,12 @@ class _Search:
                     path.append(PathStep(cands[i], outcome, alone[i], sens[i], saving[i], None))
                     continue
                 trials += 1
-                ivs = (*current.interventions, cands[i])
-                p = self.point(f"+ {cands[i].label()}", "combination", ivs, images[pos])
+                ivs = self.combined(current, cands[i])
+                replaces = [o for o in current.interventions if o not in ivs]
+                label = f"+ {cands[i].label()}" + (
+                    f" (in place of {replaces[0].label()})" if replaces else ""
+                )
+                p = self.point(label, "combination", ivs, images[pos])
                 accepted = p.fits and p.speedup > current.point.speedup
                 path.append(
                     PathStep(
@@ -627,13 +676,21 @@ class _Search:
 
         return tuple(sorted(ivs, key=key))
 
+    def combined(self, current: _State, iv: Intervention) -> tuple[Intervention, ...]:
+        ivs = combine(current.interventions, iv)
+        assert ivs is not None, "skip() lets no conflicting candidate through"
+        return ivs
+
     def skip(self, current: _State, iv: Intervention, alone: Point) -> Outcome | None:
-        """Why ``iv`` is not worth measuring with the current variant, or None."""
+        """Why ``iv`` is not worth measuring with the current variant, or None. A cache whose
+        sibling (same component, window and side, another period) is in the current variant
+        is measured in its place."""
         if not alone.fits:
             return "infeasible alone"
-        if conflicts(current.interventions, iv):
+        ivs = combine(current.interventions, iv)
+        if ivs is None:
             return "conflict"
-        if self.speedup((*current.interventions, iv)) <= current.point.speedup * (1 + 1e-9):
+        if self.speedup(ivs) <= current.point.speedup * (1 + 1e-9):
             return "no gain"
         return None
 

@@ -145,10 +145,10 @@ def test_emitted_guidance_rules_reproduce_the_executor(random_model, tmp_path, s
     torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
     assert (got - baseline).abs().max() > 1e-5
     if v is GUIDED:
-        assert module.GUIDANCE_OF_STEP == (0, 2, 0, 2, 0, 2, 3, 3)
+        assert module.GUIDANCE_OF_STEP == (1, 3, 1, 3, 1, 3, 4, 4)
         assert module.UNCOND_PROGRAM_OF_STEP == module.PROGRAM_OF_STEP  # none for idle halves
     else:
-        assert module.GUIDANCE_OF_STEP == (3, 3, 3, 0, 0, 0, 0, 0)
+        assert module.GUIDANCE_OF_STEP == (4, 4, 4, 0, 0, 0, 0, 0)
         assert module.UNCOND_PROGRAM_OF_STEP[3] != module.PROGRAM_OF_STEP[3]  # it catches up
 
 

@@ -274,6 +274,34 @@ def test_one_sided_interventions_act_on_their_half_of_the_pipelines_batch(dirs, 
     assert not torch.allclose(measured[0].images, measured[1].images, atol=1e-3)
 
 
+def test_drop_guidance_everywhere_is_the_pipeline_without_guidance(dirs, tables):
+    """`drop guidance` at every step runs the conditional half alone: the pipeline's own
+    images at guidance_scale 1, bit for bit; measure mode (doubled batch, halves combined per
+    chunk) agrees."""
+    s = session(dirs, tables, "sd", f"sampler DDIMScheduler steps {STEPS}")
+    v = Variant("unguided", (Intervention("drop", "guidance", Window("step", 0, STEPS)),))
+    base = s.executor.baseline()
+    (acc,) = s.executor.run_batch([v], base, "accelerate")
+    (mea,) = s.executor.run_batch([v], base, "measure")
+    assert torch.equal(to_unit(acc.images), sd_reference(dirs["sd"], "DDIMScheduler", 1.0))
+    assert torch.allclose(mea.images, acc.images, atol=1e-5, rtol=0)
+
+
+def test_cache_guidance_finds_the_conditional_half_in_the_pipelines_batch(dirs, tables):
+    """The guidance term is guided - cond, cond being the second half of ``[uncond; cond]``:
+    both modes agree, and the images are neither the baseline's nor the unguided ones."""
+    s = session(dirs, tables, "sd", f"sampler DDIMScheduler steps {STEPS}")
+    window = Window("step", 0, STEPS)
+    cached = Variant("cached", (Intervention("cache", "guidance", window, every=2),))
+    unguided = Variant("unguided", (Intervention("drop", "guidance", window),))
+    base = s.executor.baseline()
+    (acc,) = s.executor.run_batch([cached], base, "accelerate")
+    mea, off = s.executor.run_batch([cached, unguided], base, "measure")
+    assert torch.allclose(mea.images, acc.images, atol=1e-5, rtol=0)
+    assert not torch.allclose(acc.images, base.images, atol=1e-4)
+    assert not torch.allclose(acc.images, off.images, atol=1e-3)
+
+
 def test_diffusers_emitter_refuses_one_sided_variants(dirs, tables):
     from ablang.emit import emit_source
     from ablang.errors import AblangError

@@ -24,7 +24,7 @@ from ablang.diffusion import Diffusion
 from ablang.execute import Executor, make_setup
 from ablang.measure import Measure
 from ablang.models import tiny
-from ablang.plan import Constraint, Intervention, Search, Validation, Window
+from ablang.plan import Constraint, Intervention, Search, Validation, Variant, Window
 from ablang.report import save_search_png, search_table
 from ablang.search import (
     Point,
@@ -32,6 +32,7 @@ from ablang.search import (
     ValidationSet,
     _Search,
     bound,
+    combine,
     conflicts,
     holds,
     overlaps,
@@ -102,6 +103,21 @@ def test_overlap_and_conflict():
     assert not conflicts(uncond, Intervention("drop", "dec[5]", a, side="cond"))
     assert conflicts(uncond, Intervention("cache", "dec[5]", a, every=2, side="uncond"))
     assert conflicts(uncond, Intervention("drop", "dec[5]", a))  # both halves include uncond
+
+
+def test_a_cache_takes_its_siblings_place():
+    """The greedy may swap a cache for the same cache with another period (same component,
+    window and side); anything else that overlaps still conflicts."""
+    w = HALVES[0]
+    every2 = Intervention("cache", "dec[5]", w, every=2)
+    every6 = Intervention("cache", "dec[5]", w, every=6, extrapolate=True)
+    mid = Intervention("drop", "mid", w)
+    assert combine((mid, every2), every6) == (mid, every6)
+    assert combine((every2,), Intervention("drop", "dec[5]", w)) is None
+    assert combine((every2,), Intervention("cache", "dec[5]", t_window(0, 700), every=6)) is None
+    assert combine((every2,), dataclasses.replace(every6, side="uncond")) is None
+    other = Intervention("cache", "dec[5]", HALVES[1], every=6)
+    assert combine((every2,), other) == (every2, other)
 
 
 def test_pareto_front():
@@ -463,3 +479,66 @@ def test_candidates_carry_the_side_of_their_op(setting):
     one = Intervention("drop", "dec[5]", HALVES[0], side="uncond")
     both = Intervention("drop", "dec[5]", HALVES[0])
     assert 1.0 < s.speedup((one,)) < s.speedup((both,))
+
+
+def test_guidance_is_a_candidate_for_drop_and_cache_only(setting):
+    """`over drop, zero, cache of dec[5], guidance`: guidance gets drop and cache candidates, no
+    zero; its cache saves the unconditional half at its reuse steps, and it is never simplified
+    away as dead code (no program contains it)."""
+    ex, baseline, measure, flops = setting
+    s = dataclasses.replace(
+        SEARCH, ops=("drop", "zero", "cache"), components=("dec[5]", "guidance"), every=2
+    )
+    srch = _Search(s, ex, baseline, measure, flops, SearchOptions(min_saving=0.0), None)
+    cands, counts = srch.candidates()
+    assert {iv.op for iv in cands if iv.component == "guidance"} == {"drop", "cache"}
+    assert counts["not droppable"] == len(HALVES)  # zero guidance, per window
+    cache = Intervention("cache", "guidance", t_window(0, 1000), every=2)
+    assert srch.speedup((cache,)) == pytest.approx(4 / 3, rel=0.01)  # 6 steps: 9 of 12 halves
+    dec = Intervention("cache", "dec[5]", t_window(0, 1000), every=2)
+    assert srch.simplify((dec, cache)) == (dec, cache)
+
+
+def test_a_search_over_guidance_finds_a_feasible_faster_variant(setting):
+    """A guidance cache within loose bounds is accepted, and its point's images are the
+    executor's for that variant."""
+    ex, baseline, measure, _ = setting
+    s = dataclasses.replace(
+        SEARCH,
+        constraints=(Constraint("ssim", ">=", 0.5),),
+        ops=("cache",),
+        components=("guidance",),
+        every=2,
+    )
+    result = search(setting, s)
+    assert result.best.speedup > 1.0 and result.best.feasible
+    assert all(iv.component == "guidance" for iv in result.best.interventions)
+    (full,) = ex.run_batch([result.best_variant()], baseline, "accelerate")
+    assert measure.metrics(full.images)["ssim"] == pytest.approx(result.best.metrics["ssim"])
+
+
+def test_every_combination_measured_from_a_resumed_state_matches_a_full_run(setting):
+    """Extrapolated caches continue their line across windows (dec[5]'s and the guidance
+    term's), so a combination resumed at a window's start needs the values the current variant
+    holds there: every accepted point's metrics equal a full run's from x_T."""
+    ex, baseline, measure, _ = setting
+    thirds = (Window("step", 0, 2), Window("step", 2, 4), Window("step", 4, 6))
+    s = dataclasses.replace(
+        SEARCH,
+        constraints=(Constraint("ssim", ">=", 0.0),),
+        ops=("cache",),
+        components=("dec[5]", "guidance"),
+        windows=thirds,
+        every=2,
+        periods=(2, 3),
+        extrapolated=(2, 3),
+    )
+    result = search(setting, s)
+    accepted = [p.combined for p in result.path if p.outcome == "accepted"]
+    assert len(accepted) >= 4 and any(
+        iv.component == "dec[5]" and iv.window != thirds[0] for iv in accepted[-1].interventions
+    )
+    for point in accepted:
+        (full,) = ex.run_batch([Variant("v", point.interventions)], baseline, "accelerate")
+        again = measure.metrics(full.images)
+        assert again["mse"] == pytest.approx(point.metrics["mse"], rel=1e-5), point.label
