@@ -391,24 +391,15 @@ def sample_programs(
         p, q = programs.of_step[k], uncond_of[k]
         how = programs.guidance_of_step[k] if programs.guidance_of_step and doubled else GUIDED
         t = model_timesteps(table, k, x.shape[0], x.device)
-        if not both_halves(how):  # the conditional half alone
-            c = guided_output(
-                lambda x, t, c: run_program(m, programs, p, halves[:1], k, x, t, c),
-                x,
-                t,
-                cond,
-                None,
-                guidance,
-                x.shape[1],
-                channels_last,
-            )
-            return without_uncond(c, terms.get("guidance"), k, how)
         rows, seen = x.shape[0], []  # seen: the conditional half's output, for the term
 
         def cond_half(x: torch.Tensor, t: torch.Tensor, c: Any) -> torch.Tensor:
             seen.append(run_program(m, programs, p, halves[:1], k, x, t, c))
             return seen[-1]
 
+        if not both_halves(how):  # the conditional half alone
+            c = guided_output(cond_half, x, t, cond, None, guidance, x.shape[1], channels_last)
+            return without_uncond(c, terms.get("guidance"), k, how)
         if doubled and p != q:
             out = guided_halves(
                 cond_half,

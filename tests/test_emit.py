@@ -98,6 +98,20 @@ SCHEDULES = variant(
 )
 
 
+def emitted_like_accelerate(model, tmp_path, v, sampler, eta):
+    """Emit ``v`` (2 images) and check its images: accelerate mode's bit for bit (the same
+    half-size forwards), measure mode's to a few ULPs (one doubled, masked forward), not the
+    baseline's. Returns the emitted module."""
+    plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=1)
+    fast, masked, baseline, programs = executor_images(model, plan, v)
+    module = load(emit_sampler(plan, v, model, tmp_path / f"{v.name}.py", programs))
+    got = module.sample(n=1, prompts=["3", "7"], seed=0)
+    assert torch.equal(got, fast), (got - fast).abs().max().item()
+    torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+    assert (got - baseline).abs().max() > 1e-5
+    return module
+
+
 @pytest.mark.parametrize("sampler, eta", [("ddpm", 0.0), ("ddim", 0.5)])
 @pytest.mark.parametrize("v", [SIDED, SCHEDULES], ids=lambda v: v.name)
 def test_emitted_one_sided_and_scheduled_reproduce_the_executor(
@@ -106,13 +120,7 @@ def test_emitted_one_sided_and_scheduled_reproduce_the_executor(
     """Interventions on one half of guidance (the halves run as two programs where they differ)
     and cache schedules beyond `every N`: the sampler's images are accelerate mode's bit for bit
     (the same half-size forwards), measure mode's to a few ULPs (one doubled, masked forward)."""
-    plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=1)
-    fast, masked, baseline, programs = executor_images(random_model, plan, v)
-    module = load(emit_sampler(plan, v, random_model, tmp_path / "sided.py", programs))
-    got = module.sample(n=1, prompts=["3", "7"], seed=0)
-    assert torch.equal(got, fast), (got - fast).abs().max().item()
-    torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
-    assert (got - baseline).abs().max() > 1e-5
+    module = emitted_like_accelerate(random_model, tmp_path, v, sampler, eta)
     split = [p != q for p, q in zip(module.PROGRAM_OF_STEP, module.UNCOND_PROGRAM_OF_STEP)]
     assert any(split) and not all(split)  # some steps run the halves apart, some together
 
@@ -137,13 +145,7 @@ def test_emitted_guidance_rules_reproduce_the_executor(random_model, tmp_path, s
     """`cache guidance` and `drop guidance`: where the unconditional half idles the sampler runs
     the conditional half alone (GUIDANCE_OF_STEP), bit for bit accelerate mode's images; a
     cache the idle half missed is computed when it runs again."""
-    plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=1)
-    fast, masked, baseline, programs = executor_images(random_model, plan, v)
-    module = load(emit_sampler(plan, v, random_model, tmp_path / "guided.py", programs))
-    got = module.sample(n=1, prompts=["3", "7"], seed=0)
-    assert torch.equal(got, fast), (got - fast).abs().max().item()
-    torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
-    assert (got - baseline).abs().max() > 1e-5
+    module = emitted_like_accelerate(random_model, tmp_path, v, sampler, eta)
     if v is GUIDED:
         assert module.GUIDANCE_OF_STEP == (1, 3, 1, 3, 1, 3, 4, 4)
         assert module.UNCOND_PROGRAM_OF_STEP == module.PROGRAM_OF_STEP  # none for idle halves

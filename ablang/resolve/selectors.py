@@ -36,27 +36,23 @@ def select(cx: Context, targets: tuple[ast.Selector, ...]) -> list[_Picked] | No
     return picked if ok else None
 
 
+# Selectors that name one thing and take no index, and what that thing is.
+_SINGLE = {"mid": "a single block", GUIDANCE: "the sampler's combination of the two halves"}
+
+
 def select_one(cx: Context, sel: ast.Selector) -> list[_Picked] | None:
     kind = sel.kind.value
+    if kind in _SINGLE and sel.indices is not None:
+        cx.diag.error(
+            f"`{kind}` is {_SINGLE[kind]} and takes no index",
+            sel.span,
+            "selector",
+            hint=f"write `{kind}`",
+        )
+        return None
     if kind == "mid":
-        if sel.indices is not None:
-            cx.diag.error(
-                "`mid` is a single block and takes no index",
-                sel.span,
-                "selector",
-                hint="write `mid`",
-            )
-            return None
         return [pick(cx, "mid", sel.span, True)]
     if kind == GUIDANCE:
-        if sel.indices is not None:
-            cx.diag.error(
-                "`guidance` is the sampler's combination of the two halves and takes no index",
-                sel.span,
-                "selector",
-                hint="write `guidance`",
-            )
-            return None
         if why := unguided(cx):
             cx.diag.error(
                 f"`guidance` acts on classifier-free guidance's two halves, and {why}",
