@@ -468,6 +468,9 @@ def search_png_path(out_dir: str | Path, search_name: str) -> Path:
     return Path(out_dir) / f"search_{slug(search_name)}.png"
 
 
+OUTCOME_STYLE = {"accepted": "green", "rejected": "red", "deferred": "yellow"}
+
+
 def search_table(result) -> Table:
     """A search's path: one row per measured combination (accepted ones bold), with the
     candidate's own speedup and sensitivity, the combination's speedup and bounded metrics; a
@@ -531,7 +534,7 @@ def search_table(result) -> Table:
             p.candidate.label(),
             f"{p.alone.speedup:.3f}x",
             f"{p.sensitivity:.2f}",
-            Text("accepted", style="green") if ok else Text("rejected", style="red"),
+            Text(p.outcome, style=OUTCOME_STYLE.get(p.outcome, "")),
             f"{p.combined.speedup:.2f}x",
             *[format_metric(m, p.combined.metrics.get(m)) for m in metrics],
             *validation(p.combined),
@@ -580,8 +583,13 @@ def save_search_png(result, path: str | Path) -> Path:
             ("alone", [p for p in result.points if p.kind == "single"], {"c": "0.6", "s": 14}),
             (
                 "rejected",
-                [p for p in result.points if p.kind == "combination" and id(p) not in accepted],
+                [s.combined for s in result.path if s.outcome == "rejected" and s.combined],
                 {"c": "tab:red", "marker": "x", "s": 18},
+            ),
+            (
+                "deferred",
+                [s.combined for s in result.path if s.outcome == "deferred" and s.combined],
+                {"c": "tab:orange", "marker": "+", "s": 18},
             ),
             (
                 "accepted",

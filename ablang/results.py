@@ -161,7 +161,9 @@ def slug(name: str, limit: int = 80) -> str:
 
 # ---------------------------------------------------------------------------- searches
 
-Outcome = Literal["accepted", "rejected", "infeasible alone", "conflict", "no gain"]
+# "deferred": measured with the current variant and within the bounds, but what it adds per unit
+# of the quality budget fell below another candidate's; measured again after the next acceptance
+Outcome = Literal["accepted", "rejected", "deferred", "infeasible alone", "conflict", "no gain"]
 
 # ---------------------------------------------------------------------------- results
 

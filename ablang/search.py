@@ -8,9 +8,9 @@ variants, on the same executor, baseline and metrics::
         (one intervention each)   (saving under (batched measure mode,      │
                                    0.1%, or no   baseline prefix shared)    ▼
                                    meaning)
-                                        greedy: best saving/sensitivity first; each one added to
-                                        the current variant is re-measured with it; kept when every
-                                        bound holds and the speedup rises
+                                 lazy greedy: the best saving per sensitivity next; measured with
+                                 the current variant it counts with what it *adds* there, and is
+                                 kept when it is still the best and every bound holds
                                                     │
                                                     ▼
                                  best variant (named after the search), path, Pareto fronts
@@ -22,9 +22,20 @@ variants, on the same executor, baseline and metrics::
 - A candidate's *sensitivity* is the largest share of a bound's slack it uses up alone
   (``(1 - ssim) / (1 - 0.90)``; 1 = exactly at the bound); its *saving* the FLOPs it removes.
 - Greedy order: saving / sensitivity, highest first; ties in grid order (op, component, window as
-  written). A candidate that breaks a bound alone, that touches a component the current variant
-  already changes in an overlapping window, or that would not raise the FLOP speedup (its saving
-  is already covered, e.g. a block a cache has made dead) is skipped without a measurement. The
+  written). Sensitivities do not add up: two caches that cost little alone can cost much
+  together (an error in the conditional half that the unconditional half does not share is
+  multiplied by the guidance scale). So the order is lazy (Minoux's accelerated greedy): the
+  first candidate is measured with the current variant, and its ratio becomes its *marginal*
+  one (the FLOPs it adds to the saving over the sensitivity it adds). If it is still first, it
+  is accepted; if not, it is "deferred" and the new first is measured. After an acceptance,
+  ratios measured before are estimates again, and a candidate is measured again when it comes
+  first. A candidate not yet measured is estimated from its figures alone, or, for a cache
+  whose sibling is in the current variant, from their difference. Every candidate that keeps
+  the bounds with the current variant is still accepted in the end, so the order decides only
+  which ones get the quality budget first.
+- A candidate that breaks a bound alone, that touches a component the current variant already
+  changes in an overlapping window, or that would not raise the FLOP speedup (its saving is
+  already covered, e.g. a block a cache has made dead) is skipped without a measurement. The
   exception: a cache whose *sibling* (the same component, window and side with another period)
   is in the current variant is measured in its place, so a window that first took a cheap
   `cache every 2` can still move to `every 6` (candidates with no quality cost come first, and
@@ -33,7 +44,8 @@ variants, on the same executor, baseline and metrics::
   differs from it (the current variant's prefix is shared, as the baseline's is for single
   variants), so every accepted step is a real, complete measurement of the combined variant.
   One combination at a time runs the accelerate programs (its shortcuts really save time);
-  ``lookahead`` > 1 measures several as chunks of one batch (measure mode), for GPUs.
+  ``lookahead`` > 1 measures the next candidates in order too, as chunks of one batch (measure
+  mode), for GPUs; each is used once it comes first, so the decisions stay the same.
 - The best variant is the fastest feasible point measured (the greedy's last accepted variant,
   unless a candidate alone beats it), less the interventions that cannot change its images
   (a cache of a block that a later block's cache makes dead at the same steps), in schedule order.
@@ -457,84 +469,7 @@ class _Search:
         self.points.append(base_point)
         cands, counts = self.candidates()
         alone = self.measure_alone(cands)
-        sens = [self.sensitivity(p.metrics) for p in alone]
-        saving = [1.0 - 1.0 / p.speedup for p in alone]
-        order = sorted(
-            range(len(cands)), key=lambda i: (-saving[i] / max(sens[i], MIN_SENSITIVITY), i)
-        )
-        keep = {k for k in (self.first_step(w) for w in self.search.windows) if k is not None}
-        keep |= {self.first_step(iv.window) for iv in cands}  # type: ignore[arg-type]
-        current = _State(
-            (),
-            base_point,
-            {k: (self.ex.start_state(self.baseline, k), self.ex.new_caches()) for k in keep},
-        )
-        path: list[PathStep] = []
-        trials = 0
-        queue = list(order)
-        while queue:
-            # The next candidates in order, up to `lookahead` of them to measure against the
-            # current variant, and the ones skipped between them. Every decision after an
-            # acceptance is taken again against the new current variant.
-            considered: list[tuple[int, Outcome | None]] = []
-            measured = 0
-            while queue and measured < max(1, self.options.lookahead):
-                if (
-                    self.options.max_trials is not None
-                    and trials + measured >= self.options.max_trials
-                ):
-                    break
-                i = queue.pop(0)
-                outcome = self.skip(current, cands[i], alone[i])
-                considered.append((i, outcome))
-                measured += outcome is None
-            group = [i for i, outcome in considered if outcome is None]
-            images: list[torch.Tensor] = []
-            kept: list[dict[int, Any]] = []
-            start = 0
-            if group:
-                combos = [
-                    Variant(self.search.name, self.combined(current, cands[i]), "search")
-                    for i in group
-                ]
-                start = min(self.resume_step(current.interventions, [cands[i]]) for i in group)
-                mode: Mode = "accelerate" if len(group) == 1 else "measure"
-                images, kept = self.run_from(combos, start, current.states[start], keep, mode)
-            pos = 0
-            for n, (i, outcome) in enumerate(considered):
-                if outcome is not None:
-                    path.append(PathStep(cands[i], outcome, alone[i], sens[i], saving[i], None))
-                    continue
-                trials += 1
-                ivs = self.combined(current, cands[i])
-                replaces = [o for o in current.interventions if o not in ivs]
-                label = f"+ {cands[i].label()}" + (
-                    f" (in place of {replaces[0].label()})" if replaces else ""
-                )
-                p = self.point(label, "combination", ivs, images[pos])
-                accepted = p.fits and p.speedup > current.point.speedup
-                path.append(
-                    PathStep(
-                        cands[i],
-                        "accepted" if accepted else "rejected",
-                        alone[i],
-                        sens[i],
-                        saving[i],
-                        p,
-                    )
-                )
-                if accepted:
-                    states = {k: (current.states[k] if k < start else kept[pos][k]) for k in keep}
-                    current = _State(ivs, p, states)
-                    queue = [j for j, _ in considered[n + 1 :]] + queue
-                    break
-                pos += 1
-            if (
-                not group
-                and self.options.max_trials is not None
-                and trials >= self.options.max_trials
-            ):
-                break
+        current, path = self.greedy(base_point, cands, alone)
         best_point = current.point
         for p in self.points:  # a candidate alone may beat the greedy's combination
             if p.fits and p.speedup > best_point.speedup:
@@ -566,6 +501,106 @@ class _Search:
             validation_baseline=dict(self.val_base) if self.validation else None,
             validation_bounds=self.val_bounds if self.validation else None,
         )
+
+    def greedy(
+        self, base: Point, cands: list[Intervention], alone: list[Point]
+    ) -> tuple[_State, list[PathStep]]:
+        """The lazy greedy: the candidate with the best saving per sensitivity next, where a
+        candidate measured with the current variant counts with its *marginal* figures (what it
+        adds to the current variant's saving and sensitivity), the others with an estimate (alone;
+        for a cache whose sibling is in the current variant, its difference from that sibling).
+        A measured candidate still first is accepted; one that no longer is waits ("deferred")
+        and is measured again when it comes first after an acceptance."""
+        sens = [self.sensitivity(p.metrics) for p in alone]
+        saving = [1.0 - 1.0 / p.speedup for p in alone]
+        keep = {k for k in (self.first_step(w) for w in self.search.windows) if k is not None}
+        keep |= {self.first_step(iv.window) for iv in cands}  # type: ignore[arg-type]
+        current = _State(
+            (),
+            base,
+            {k: (self.ex.start_state(self.baseline, k), self.ex.new_caches()) for k in keep},
+        )
+        path: list[PathStep] = []
+        pending = list(range(len(cands)))
+        measured_key: dict[int, float] = {}  # marginal ratio when last measured
+        fresh: dict[int, tuple[Point, dict[int, Any], int]] = {}  # measured on the current
+        prefetched: dict[int, tuple[torch.Tensor, dict[int, Any]]] = {}  # lookahead's extras
+        trials = 0
+
+        def estimate(i: int) -> float:
+            if i in measured_key:
+                return measured_key[i]
+            for o in current.interventions:
+                if sibling(o, cands[i]):
+                    j = cands.index(o) if o in cands else None
+                    if j is not None:
+                        gain = saving[i] - saving[j]
+                        return gain / max(sens[i] - sens[j], MIN_SENSITIVITY)
+            return saving[i] / max(sens[i], MIN_SENSITIVITY)
+
+        def step(i: int, outcome: Outcome, p: Point | None = None) -> PathStep:
+            return PathStep(cands[i], outcome, alone[i], sens[i], saving[i], p)
+
+        while pending:
+            ranked = sorted(pending, key=lambda i: (-estimate(i), i))
+            i = ranked[0]
+            outcome = self.skip(current, cands[i], alone[i])
+            if outcome is not None:
+                path.append(step(i, outcome))
+                pending.remove(i)
+                continue
+            if i in fresh:  # measured on the current variant and still first
+                p, kept, row = fresh.pop(i)
+                pending.remove(i)
+                path[row] = step(i, "accepted", p)
+                current = _State(p.interventions, p, kept)
+                fresh.clear()  # measured on the variant before: their rows stay "deferred"
+                prefetched.clear()
+                continue
+            if self.options.max_trials is not None and trials >= self.options.max_trials:
+                break
+            if i not in prefetched:
+                group = [i]
+                for j in ranked[1:]:
+                    if len(group) >= max(1, self.options.lookahead):
+                        break
+                    if j not in fresh and self.skip(current, cands[j], alone[j]) is None:
+                        group.append(j)
+                for j, got in zip(group, self.measure_with(current, [cands[j] for j in group])):
+                    prefetched[j] = got
+            images, kept = prefetched.pop(i)
+            trials += 1
+            ivs = self.combined(current, cands[i])
+            replaces = [o for o in current.interventions if o not in ivs]
+            label = f"+ {cands[i].label()}" + (
+                f" (in place of {replaces[0].label()})" if replaces else ""
+            )
+            p = self.point(label, "combination", ivs, images)
+            if not (p.fits and p.speedup > current.point.speedup):
+                path.append(step(i, "rejected", p))
+                pending.remove(i)
+                continue
+            gain = 1.0 / current.point.speedup - 1.0 / p.speedup
+            cost = self.sensitivity(p.metrics) - self.sensitivity(current.point.metrics)
+            measured_key[i] = gain / max(cost, MIN_SENSITIVITY)
+            fresh[i] = (p, kept, len(path))
+            path.append(step(i, "deferred", p))  # "accepted" once it is first
+        return current, path
+
+    def measure_with(
+        self, current: _State, new: list[Intervention]
+    ) -> list[tuple[torch.Tensor, dict[int, Any]]]:
+        """The current variant with each of ``new`` (one batch, from the earliest step where
+        one of them starts to differ): each one's images and its states at the keep steps."""
+        combos = [Variant(self.search.name, self.combined(current, iv), "search") for iv in new]
+        start = min(self.resume_step(current.interventions, [iv]) for iv in new)
+        mode: Mode = "accelerate" if len(new) == 1 else "measure"
+        keep = set(current.states)
+        images, kept = self.run_from(combos, start, current.states[start], keep, mode)
+        return [
+            (im, {k: (current.states[k] if k < start else st[k]) for k in keep})
+            for im, st in zip(images, kept)
+        ]
 
     def validate(self, best: Point, path: list[PathStep]) -> tuple[Point, list[PathStep]]:
         """Measure the reported points again on the validation images: every measured
