@@ -552,7 +552,8 @@ class _Search:
             if i in fresh:  # measured on the current variant and still first
                 p, kept, row = fresh.pop(i)
                 pending.remove(i)
-                path[row] = step(i, "accepted", p)
+                del path[row]  # the path lists decisions in the order they were taken
+                path.append(step(i, "accepted", p))
                 current = _State(p.interventions, p, kept)
                 fresh.clear()  # measured on the variant before: their rows stay "deferred"
                 prefetched.clear()

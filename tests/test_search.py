@@ -599,5 +599,36 @@ def test_a_candidate_that_costs_more_with_the_current_variant_waits_for_cheaper_
         (b, "rejected"),
     ]
     assert path[1].combined.metrics["mse"] == pytest.approx(0.95)  # it fitted, but at a price
+    assert path[3].combined.metrics["mse"] == pytest.approx(1.3)
     assert set(current.interventions) == {a, c}
     assert current.point.speedup == pytest.approx(1 / (1 - 0.52))
+
+
+def test_the_path_lists_a_deferred_candidate_where_it_was_finally_accepted(setting):
+    """B is measured first and its ratio drops to 0.5; C's then drops to 0.34, so B is first
+    again and accepted without a new measurement: its row follows C's deferral."""
+    a, b, c = (
+        Intervention("drop", "mid", HALVES[0]),
+        Intervention("cache", "dec[5]", HALVES[1], every=2),
+        Intervention("drop", "enc[3]", HALVES[1]),
+    )
+    s = Scripted(
+        setting,
+        saving={a: 0.3, b: 0.2, c: 0.22},
+        cost={a: 0.1, b: 0.3, c: 0.35},
+        penalty={(a, b): 0.1, (a, c): 0.3},
+    )
+    base = s.point("baseline", "baseline", (), None)
+    alone = [s.point(iv.label(), "single", (iv,), None) for iv in (a, b, c)]
+    current, path = s.greedy(base, [a, b, c], alone)
+    assert [(st.candidate, st.outcome) for st in path] == [
+        (a, "accepted"),
+        (c, "deferred"),
+        (b, "accepted"),
+        (c, "rejected"),
+    ]
+    assert path[2].combined.metrics["mse"] == pytest.approx(0.5)
+    assert set(current.interventions) == {a, b}
+    measured = [p for p in s.points if p.kind == "combination"]
+    # A, B, C, then C again: B's acceptance reused its measurement
+    assert [p.interventions[-1] for p in measured] == [a, b, c, c]
