@@ -531,11 +531,9 @@ class _Search:
             if i in measured_key:
                 return measured_key[i]
             for o in current.interventions:
-                if sibling(o, cands[i]):
-                    j = cands.index(o) if o in cands else None
-                    if j is not None:
-                        gain = saving[i] - saving[j]
-                        return gain / max(sens[i] - sens[j], MIN_SENSITIVITY)
+                if o in cands and sibling(o, cands[i]):  # what it adds in its sibling's place
+                    j = cands.index(o)
+                    return (saving[i] - saving[j]) / max(sens[i] - sens[j], MIN_SENSITIVITY)
             return saving[i] / max(sens[i], MIN_SENSITIVITY)
 
         def step(i: int, outcome: Outcome, p: Point | None = None) -> PathStep:
