@@ -77,15 +77,18 @@ def ddpm(random_model):
     return executor(random_model, variants=tuple(VARIANTS.values()))
 
 
-_IMAGES: dict = {}  # (executor, variant, mode) -> images: tests compare against shared ones
+# (executor id, variant, mode) -> (executor, images): tests compare against shared ones. The
+# executor is held so that its id cannot be reused by a later executor (a test's own executor is
+# freed when the test ends, and CPython may give the next one the same id: stale images).
+_IMAGES: dict = {}
 
 
 def images(ex, base, v, mode):
     key = (id(ex), v, mode)
     if key not in _IMAGES:
         (samples,) = ex.run_batch([v], base, mode)
-        _IMAGES[key] = samples.images
-    return _IMAGES[key]
+        _IMAGES[key] = (ex, samples.images)
+    return _IMAGES[key][1]
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
