@@ -573,25 +573,35 @@ class Scripted(_Search):
         return p
 
 
+# Three candidates on made-up figures: A saves most for least; B's ratio alone (0.2 / 0.3)
+# beats C's (0.22 / 0.35); what they cost together is each test's penalty.
+A, B, C = (
+    Intervention("drop", "mid", HALVES[0]),
+    Intervention("cache", "dec[5]", HALVES[1], every=2),
+    Intervention("drop", "enc[3]", HALVES[1]),
+)
+
+
+def scripted_greedy(setting, penalty):
+    s = Scripted(
+        setting,
+        saving={A: 0.3, B: 0.2, C: 0.22},
+        cost={A: 0.1, B: 0.3, C: 0.35},
+        penalty=penalty,
+    )
+    base = s.point("baseline", "baseline", (), None)
+    alone = [s.point(iv.label(), "single", (iv,), None) for iv in (A, B, C)]
+    current, path = s.greedy(base, [A, B, C], alone)
+    return s, current, path
+
+
 def test_a_candidate_that_costs_more_with_the_current_variant_waits_for_cheaper_ones(setting):
     """A and B hurt together far more than alone. B's ratio alone (0.2 / 0.3) is better than
     C's (0.22 / 0.35), but with A it adds 0.85 to the mse: it is deferred, C goes in first, and B
     no longer fits. Taken in the order of their figures alone (A, B) the search would stop at
     a 2.00x; with C in B's place it reaches 2.08x."""
-    a, b, c = (
-        Intervention("drop", "mid", HALVES[0]),
-        Intervention("cache", "dec[5]", HALVES[1], every=2),
-        Intervention("drop", "enc[3]", HALVES[1]),
-    )
-    s = Scripted(
-        setting,
-        saving={a: 0.3, b: 0.2, c: 0.22},
-        cost={a: 0.1, b: 0.3, c: 0.35},
-        penalty={(a, b): 0.55},
-    )
-    base = s.point("baseline", "baseline", (), None)
-    alone = [s.point(iv.label(), "single", (iv,), None) for iv in (a, b, c)]
-    current, path = s.greedy(base, [a, b, c], alone)
+    a, b, c = A, B, C
+    _, current, path = scripted_greedy(setting, {(a, b): 0.55})
     assert [(st.candidate, st.outcome) for st in path] == [
         (a, "accepted"),
         (b, "deferred"),
@@ -607,20 +617,8 @@ def test_a_candidate_that_costs_more_with_the_current_variant_waits_for_cheaper_
 def test_the_path_lists_a_deferred_candidate_where_it_was_finally_accepted(setting):
     """B is measured first and its ratio drops to 0.5; C's then drops to 0.34, so B is first
     again and accepted without a new measurement: its row follows C's deferral."""
-    a, b, c = (
-        Intervention("drop", "mid", HALVES[0]),
-        Intervention("cache", "dec[5]", HALVES[1], every=2),
-        Intervention("drop", "enc[3]", HALVES[1]),
-    )
-    s = Scripted(
-        setting,
-        saving={a: 0.3, b: 0.2, c: 0.22},
-        cost={a: 0.1, b: 0.3, c: 0.35},
-        penalty={(a, b): 0.1, (a, c): 0.3},
-    )
-    base = s.point("baseline", "baseline", (), None)
-    alone = [s.point(iv.label(), "single", (iv,), None) for iv in (a, b, c)]
-    current, path = s.greedy(base, [a, b, c], alone)
+    a, b, c = A, B, C
+    s, current, path = scripted_greedy(setting, {(a, b): 0.1, (a, c): 0.3})
     assert [(st.candidate, st.outcome) for st in path] == [
         (a, "accepted"),
         (c, "deferred"),
