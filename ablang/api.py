@@ -283,6 +283,7 @@ class Study:
             f"model {p.model.label()}; sampler {s.kind} {s.steps} steps"
             + (f", guidance {s.guidance:g}" if s.guidance is not None else "")
             + f"; seed {p.seed}; {p.samples} samples per prompt"
+            + ("; noise per image" if p.noise == "image" else "")
             + (f" of {len(p.prompts)} prompts" if p.prompts else "")
             + f"; metrics {', '.join(p.metrics)}; device {p.device}"
         )

@@ -269,6 +269,18 @@ class SamplesStmt(Setting):
 
 
 @dataclass(frozen=True)
+class NoiseStmt(Setting):
+    """``noise per image`` / ``noise per sample``: which images share a noise draw."""
+
+    KEY: ClassVar[str] = "noise"
+    unit: Name
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+
+    def code(self) -> str:
+        return f"noise per {self.unit.code()}"
+
+
+@dataclass(frozen=True)
 class PromptsStmt(Setting):
     KEY: ClassVar[str] = "prompts"
     prompts: tuple[Str, ...]

@@ -76,15 +76,15 @@ _DRIVER = '''
 def sample(
     n=4, prompts=DEFAULT_PROMPTS, seed=0, device="cpu", model=None, weights=WEIGHTS, verify=True
 ):
-    """n images per prompt, ``[len(prompts) * n x C x H x W]`` in [-1, 1]; sample i of every
-    prompt uses seed ``seed + i``, as ``ablang run`` does. The weights' sha256 is checked
-    against CHECKSUM first unless ``verify=False``."""
+    """n images per prompt, ``[len(prompts) * n x C x H x W]`` in [-1, 1]; sample i of prompt
+    p uses seed ``seed + i + p * SEED_STRIDE``, as ``ablang run`` does. The weights' sha256 is
+    checked against CHECKSUM first unless ``verify=False``."""
     device = torch.device(device)
     if model is None:
         if verify:
             verify_weights(weights, CHECKSUM, WEIGHT_PATTERNS)
         model = load_model(device, weights)
-    prompts, seeds = per_sample(prompts, n, seed)
+    prompts, seeds = per_sample(prompts, n, seed, SEED_STRIDE)
     table = StepTable.from_rows(SCHEDULE, **SAMPLER)
     x, noise = make_noise(IMAGE_SHAPE, seeds, len(table))
     cond, uncond = make_cond(prompts, device)
@@ -292,6 +292,7 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
             f"IMAGE_SHAPE = {tuple(model.image_shape)!r}\n"
             f"CHANNELS_LAST = {model.channels_last!r}  # faster small convolutions on CPU\n"
             f"DEFAULT_PROMPTS = {tuple(model.default_prompts)!r}\n"
+            f"SEED_STRIDE = {plan.seed_stride!r}  # prompt p's sample i: seed + i + p * SEED_STRIDE\n"
             f"GUIDANCE = {setup.guidance!r}"
         ),
         emit["source"].strip(),

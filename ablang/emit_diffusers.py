@@ -104,14 +104,14 @@ def make_cond(text, prompts, device):
 
 @torch.no_grad()
 def sample(n=4, prompts=DEFAULT_PROMPTS, seed=0, device="cpu", root=ROOT, verify=True, parts=None):
-    """n images per prompt, ``[len(prompts) * n x 3 x H x W]`` in [-1, 1]; sample i of every
-    prompt uses seed ``seed + i``, as ``ablang run`` does. The directory's files are checked
-    against CHECKSUM first unless ``verify=False``; ``parts`` is ``load_model``'s result."""
+    """n images per prompt, ``[len(prompts) * n x 3 x H x W]`` in [-1, 1]; sample i of prompt
+    p uses seed ``seed + i + p * SEED_STRIDE``, as ``ablang run`` does. The directory's files are
+    checked against CHECKSUM first unless ``verify=False``; ``parts`` is ``load_model``'s result."""
     device = torch.device(device)
     if verify:
         verify_files(root)
     net, text = parts if parts is not None else load_model(device, root)
-    prompts, seeds = per_sample(list(prompts), n, seed)
+    prompts, seeds = per_sample(list(prompts), n, seed, SEED_STRIDE)
     sampler = DiffusersSampler(make_scheduler(root), STEPS, eta=ETA)
     traj = SchedulerTrajectory(sampler, seeds, IMAGE_SHAPE)
     state = traj.start(device)
@@ -260,6 +260,7 @@ def emit_source(plan: Plan, variant: Variant, model: LoadedModel, programs: Prog
             f"IMAGE_SHAPE = {tuple(model.image_shape)!r}  # the Unet's x (latents for SD)\n"
             f"CHANNELS_LAST = {model.channels_last!r}\n"
             f"DEFAULT_PROMPTS = {tuple(model.default_prompts)!r}\n"
+            f"SEED_STRIDE = {plan.seed_stride!r}  # prompt p's sample i: seed + i + p * SEED_STRIDE\n"
             f"GUIDANCE = {setup.guidance!r}\n"
             f"SCHEDULER = {setup.scheduler!r}  # 'pipeline': the directory's own\n"
             f"STEPS = {plan.sampler.steps!r}\n"

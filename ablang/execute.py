@@ -97,7 +97,7 @@ class Samples:
 
 def make_setup(plan: Plan, model: LoadedModel, diffusion: Diffusion) -> RunSetup:
     per_sample, seeds = runtime.per_sample(
-        plan.prompts or model.default_prompts, plan.samples, plan.seed
+        plan.prompts or model.default_prompts, plan.samples, plan.seed, plan.seed_stride
     )
     guidance = (
         plan.sampler.guidance if plan.sampler.guidance is not None else model.default_guidance

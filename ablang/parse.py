@@ -159,6 +159,9 @@ class _Build:
     def samples(self, meta, c):
         return ast.SamplesStmt(_number(c[0]), span=_mspan(meta))
 
+    def noise(self, meta, c):
+        return ast.NoiseStmt(_name(c[0]), span=_mspan(meta))
+
     def prompts(self, meta, c):
         return ast.PromptsStmt(tuple(_str(t) for t in c), span=_mspan(meta))
 

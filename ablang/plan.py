@@ -26,6 +26,13 @@ GUIDANCE_OPS: tuple[Op, ...] = (
 ModelKindName = Literal["tiny", "glide", "adm", "diffusers"]  # the rows of models/kinds.py
 SamplerKind = Literal["ddpm", "ddim"]
 Device = Literal["cpu", "cuda", "auto"]
+Noise = Literal["sample", "image"]  # `noise per sample` (the default) / `noise per image`
+# torch's CPU generator keeps the low 32 bits of a seed (seed 2**32 + 5 draws what seed 5 does)
+SEED_LIMIT = 2**32
+# `noise per image`: prompt p's images use seeds offset by p * IMAGE_SEED_STRIDE. The resolver
+# keeps that mode's seeds below the stride and its prompts at most SEED_LIMIT / stride (256), so
+# every image's seed is distinct and below SEED_LIMIT: no two images share a draw
+IMAGE_SEED_STRIDE = 2**24
 OPS: tuple[Op, ...] = ("drop", "zero", "scale", "cache")
 
 # Metrics a study may ask for; cost (flops, time, speedup) is always reported.
@@ -270,6 +277,7 @@ class Plan:
     sha256: str = ""  # of the study file's bytes
     seed: int = 0
     samples: int = 4  # per prompt
+    noise: Noise = "sample"  # which images share a noise draw
     prompts: tuple[str, ...] = ()  # () = the model's default prompts
     metrics: tuple[str, ...] = ("mse", "ssim")
     device: Device = "auto"
@@ -282,6 +290,11 @@ class Plan:
     # `ray local|auto|"HOST:PORT"` (ablang/distributed.py): where the variants run, never what
     # they compute, so it takes no part in equality (nor in a resumed run's fingerprint)
     ray: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def seed_stride(self) -> int:
+        """``runtime.per_sample``'s stride: how far apart two prompts' seeds are."""
+        return IMAGE_SEED_STRIDE if self.noise == "image" else 0
 
     @property
     def baseline(self) -> Variant:

@@ -4,7 +4,7 @@
 results.json (``results_json``) holds everything needed to reproduce the numbers::
 
     {"ablang_version", "study": {"path", "title", "sha256"}, "model": {"name", "checksum"},
-     "sampler": {"kind", "steps", "guidance", "timesteps"}, "seed", "samples", "prompts",
+     "sampler": {"kind", "steps", "guidance", "timesteps"}, "seed", "samples", "noise", "prompts",
      "variants": [{"name", "interventions": [{"op", "component", "window": {"kind", "lo", "hi",
                    "inclusive"}, "params"}], "metrics": {name: number},
                    "intervals": {name: [lo, hi]}, "std": {name: number},
@@ -19,7 +19,8 @@ results.json (``results_json``) holds everything needed to reproduce the numbers
      "run_seconds"}
 
 - ``variants[0]`` is the baseline; ``prompts`` and ``seeds`` have one entry per sample (sample i of
-  every variant used ``seeds[i]`` and ``prompts[i]``); ``timesteps`` are in visiting order.
+  every variant used ``seeds[i]`` and ``prompts[i]``; with ``noise`` "image" prompt p's seeds are
+  offset by p * 2**32); ``timesteps`` are in visiting order.
 - A sweep's ``variants[i][j]`` names the variant for ``components[i]`` in ``windows[j]``; its
   ``phases`` is ``ablang.phases.phases_json`` (null when the bands were not measured).
 - Numbers that are not finite are written as ``null``: JSON has no infinity, and strict parsers
@@ -164,6 +165,7 @@ def results_json(results: Results) -> dict:
         },
         "seed": plan.seed,
         "samples": plan.samples,
+        "noise": plan.noise,  # "sample" or "image": which images share a draw (`noise per ...`)
         "prompts": list(results.prompts),
         "variants": [_variant_json(v) for v in results.variants],
         "sweeps": [

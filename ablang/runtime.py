@@ -113,9 +113,22 @@ def make_noise(
     return torch.stack(xs), torch.stack(noises, dim=1)
 
 
-def per_sample(prompts: Sequence[str], n: int, seed: int) -> tuple[list[str], list[int]]:
-    """``n`` samples of every prompt: their prompts and seeds (sample i of a prompt: seed + i)."""
-    return [p for p in prompts for _ in range(n)], [seed + i for _ in prompts for i in range(n)]
+def per_sample(
+    prompts: Sequence[str], n: int, seed: int, stride: int = 0
+) -> tuple[list[str], list[int]]:
+    """``n`` samples of every prompt: their prompts and seeds. Sample i of prompt p uses seed
+    ``seed + i + p * stride``: with ``stride`` 0 sample i of every prompt shares one noise draw
+    (``noise per sample``), with a stride past the last seed every image has its own
+    (``noise per image``), as long as the seeds stay below the stride and the prompts' seeds
+    below 2**32 (torch's CPU generator keeps 32 bits of a seed)."""
+    if stride and (seed + n > stride or len(prompts) * stride > 2**32):
+        raise ValueError(
+            f"one noise draw per image needs seeds below {stride} and at most "
+            f"{2**32 // stride} prompts, not seeds {seed}..{seed + n - 1} and {len(prompts)} prompts"
+        )
+    return [p for p in prompts for _ in range(n)], [
+        seed + i + p * stride for p in range(len(prompts)) for i in range(n)
+    ]
 
 
 def step_noise(noise: torch.Tensor, k: int, x: torch.Tensor) -> torch.Tensor:

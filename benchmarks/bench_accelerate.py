@@ -130,9 +130,10 @@ def unseen_seed(plan: Plan) -> int:
 
 
 def same_setting(base, other, path: Path) -> None:
-    """An --emitted file must sample like the baseline: same model weights, sampler and steps."""
-    for attr in ("CHECKSUM", "SAMPLER", "SCHEDULE", "GUIDANCE", "IMAGE_SHAPE"):
-        if getattr(base, attr) != getattr(other, attr):
+    """An --emitted file must sample like the baseline: same model weights, sampler, steps and
+    noise (SEED_STRIDE: files from before `noise per image` have none, and share noise)."""
+    for attr in ("CHECKSUM", "SAMPLER", "SCHEDULE", "GUIDANCE", "IMAGE_SHAPE", "SEED_STRIDE"):
+        if getattr(base, attr, 0) != getattr(other, attr, 0):
             sys.exit(
                 f"bench_accelerate: {path} has {attr} = {getattr(other, attr)!r}, the study's baseline "
                 f"{getattr(base, attr)!r}; emit it from the same study setting"

@@ -82,6 +82,20 @@ def test_emitted_sampler_reproduces_the_executor(random_model, tmp_path, v, samp
     assert module.PROGRAM_OF_STEP[0] == 0 and len(module.PROGRAM_OF_STEP) == STEPS
 
 
+def test_emitted_sampler_keeps_noise_per_image(random_model, tmp_path):
+    """A study with ``noise per image``: the emitted sampler gives every image its own draw, as
+    the executor does."""
+    plan = dataclasses.replace(make_plan(MIX, steps=STEPS, samples=2), noise="image")
+    fast, masked, _, programs = executor_images(random_model, plan, MIX)
+    module = load(emit_sampler(plan, MIX, random_model, tmp_path / "fast.py", programs))
+    assert module.SEED_STRIDE == 2**24
+    got = module.sample(n=2, prompts=["3", "7"], seed=0)
+    assert torch.equal(got, fast) and torch.equal(got, masked), (got - fast).abs().max().item()
+    shared = dataclasses.replace(plan, noise="sample")
+    other, _, _, _ = executor_images(random_model, shared, MIX)
+    assert torch.equal(other[:2], got[:2]) and not torch.equal(other[2:], got[2:])
+
+
 SIDED = variant(
     "sided",
     Intervention("cache", "dec[1]", t_window(0, 800), every=3, side="uncond"),

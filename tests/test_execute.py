@@ -247,3 +247,26 @@ def test_setup_orders_samples_by_prompt():
     assert setup.seeds == (10, 11, 10, 11)
     assert setup.guidance == 3.0 and setup.kind == "ddpm"
     assert [s.t for s in setup.steps][:2] == [999, 888]
+
+
+def test_noise_per_image_gives_every_image_its_own_draw(random_model):
+    """``noise per image``: prompt p's seeds move by p * 2**24, so no two images share a draw;
+    the first prompt keeps the default's seeds, and an image is the one its seed makes alone.
+    Past the stride a seed could repeat another prompt's: the runtime refuses it."""
+    shared = dataclasses.replace(plan(prompts=("3", "7"), samples=2), seed=10)
+    own = dataclasses.replace(shared, noise="image")
+    stride = 2**24
+    ex_shared, ex_own = executor(random_model, shared), executor(random_model, own)
+    assert ex_shared.setup.seeds == (10, 11, 10, 11)
+    assert ex_own.setup.seeds == (10, 11, 10 + stride, 11 + stride)
+    assert ex_own.setup.prompts == ex_shared.setup.prompts
+    x = ex_own.x_T
+    assert torch.equal(x[:2], ex_shared.x_T[:2])
+    assert all(not torch.equal(x[i], x[j]) for i in range(4) for j in range(i))
+    assert torch.equal(ex_shared.x_T[0], ex_shared.x_T[2])  # the default: columns share noise
+    alone = executor(random_model, dataclasses.replace(shared, prompts=("7",), seed=10 + stride))
+    torch.testing.assert_close(
+        ex_own.baseline().xs[-1][2:], alone.baseline().xs[-1], rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="seeds below 16777216"):
+        executor(random_model, dataclasses.replace(own, seed=stride - 1))

@@ -163,6 +163,7 @@ simple_statement = st.one_of(
         st.lists(sampler_opt, max_size=3).map(lambda xs: [t for x in xs for t in x]),
     ),
     joined(st.sampled_from(["seed", "samples"]), INTS),
+    joined(st.just("noise"), st.just("per"), NAMES),
     joined(st.just("prompts"), sep_list(STRINGS.map(lambda s: [s]))),
     joined(st.just("metrics"), sep_list(NAMES.map(lambda s: [s]))),
     joined(st.just("device"), NAMES),

@@ -21,7 +21,7 @@ N = 10_000
 SEEDS = [p.read_bytes() for p in sorted(FIXTURES.glob("*/*.abl")) if p.stat().st_size]
 VALID = [p.read_bytes() for p in sorted(FIXTURES.glob("plan/*.abl"))]  # mutants near valid studies
 TOKENS = [
-    "study", "model", "sampler", "seed", "samples", "prompts", "metrics", "device", "drop", "zero",
+    "study", "model", "sampler", "seed", "samples", "noise", "per", "image", "prompts", "metrics", "device", "drop", "zero",
     "scale", "cache", "variant", "sweep", "search", "emit", "for", "t", "step", "in", "by", "every",
     "where", "and", "over", "of", "from", "validate", "config", "steps", "eta", "guidance", "speedup", "tiny",
     "glide", "ddim", "mid", "skip", "enc", "dec", "level", "baseline", "ssim", "fid", "mse",

@@ -121,6 +121,7 @@ def test_results_json_follows_the_contract():
         "sampler",
         "seed",
         "samples",
+        "noise",
         "prompts",
         "variants",
         "sweeps",

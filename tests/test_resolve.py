@@ -367,3 +367,17 @@ def test_sides_and_cache_schedules_in_the_plan():
     assert iv.label() == "cache dec[5] at t 900, 100 on uncond"
     cells = [v.interventions[0].at for v in plan.variants[2:]]
     assert cells == [(0, 4), (6,)]  # each sweep cell keeps the entries inside its window
+
+
+def test_noise_per_image():
+    assert (plan_of("model tiny").noise, plan_of("model tiny").seed_stride) == ("sample", 0)
+    plan = plan_of("model tiny\nseed 7\nnoise per image")
+    assert (plan.noise, plan.seed_stride, plan.seed) == ("image", 2**24, 7)
+    last = 2**24 - 4  # seeds 2**24 - 4 .. 2**24 - 1: the last ones allowed
+    assert plan_of(f"model tiny\nnoise per image\nseed {last}").seed == last
+    assert where(f"model tiny\nnoise per image\nseed {last + 1}") == [("seed-range", 3, 6)]
+    # the seeds of 257 prompts would pass 2**32 (checked without the model: any prompts)
+    prompts = ", ".join(f'"p{i}"' for i in range(257))
+    text = f"model tiny\nnoise per image\nprompts {prompts}"
+    assert where(text, None) == [("seed-range", 3, 1)]
+    resolve(parse(text.replace(', "p256"', "")), None)  # 256 are fine

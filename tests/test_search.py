@@ -334,6 +334,24 @@ def test_validation_uses_other_seeds_and_shares_no_image(setting, checking, vali
     assert measured and any(p.validation["mse"] != p.metrics["mse"] for p in measured)
 
 
+def test_validation_with_noise_per_image_shares_no_draw(setting):
+    """With ``noise per image`` the study's images and the validation's are all distinct draws:
+    the study's 2 samples of 10 digits are 20 draws, the validation's 20 others."""
+    ex, _, measure, _ = setting
+    plan = dataclasses.replace(make_plan(steps=6, samples=2), noise="image", metrics=measure.names)
+    prompts = [str(d) for d in range(10)]
+    plan = dataclasses.replace(plan, prompts=tuple(prompts))
+    study = make_setup(plan, ex.model, ex.diffusion)
+    val = validation_set(
+        plan, Validation(2, 2), ex.model, ex.diffusion, CPU, ex.programs, measure.names,
+        measure.options,
+    )  # fmt: skip
+    seeds = [*study.seeds, *val.seeds]
+    assert len(set(seeds)) == len(seeds) == 40
+    x = torch.cat([Executor(ex.model, ex.diffusion, study, CPU).x_T, val.executor.x_T])
+    assert all(not torch.equal(x[i], x[j]) for i in range(len(x)) for j in range(i))
+
+
 def test_a_validated_point_is_feasible_only_where_both_hold(validated):
     assert validated.validation_bounds is not None
     for p in (*validated.points, validated.best):

@@ -32,11 +32,14 @@ from ablang.resolve.settings import (
     MAX_SEED,
     bands,
     device,
+    image_prompts_fit,
     metrics,
     model,
+    noise,
     prompts,
     ray,
     sampler,
+    seeds_fit,
     setting,
     settings,
 )
@@ -91,6 +94,12 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         cx.diag, setting(found, ast.SeedStmt), "seed", minimum=0, default=0, maximum=MAX_SEED
     )
     cx.samples = count(cx.diag, setting(found, ast.SamplesStmt), "samples", minimum=1, default=4)
+    cx.noise = noise(cx, setting(found, ast.NoiseStmt))
+    seed_stmt = setting(found, ast.SeedStmt)
+    if seed_stmt is not None:
+        seeds_fit(cx, cx.seed, cx.samples, seed_stmt.value.span)
+    prompts_stmt = setting(found, ast.PromptsStmt)
+    image_prompts_fit(cx, prompts_stmt)
     all_variants, sweeps, searches = variants(cx, measured)
     study = setting(found, ast.Title)
     return Plan(
@@ -101,7 +110,8 @@ def _passes(cx: Context, source: str, sha256: str) -> Plan:
         sha256=sha256,
         seed=cx.seed,
         samples=cx.samples,
-        prompts=prompts(cx, setting(found, ast.PromptsStmt)),
+        noise=cx.noise,
+        prompts=prompts(cx, prompts_stmt),
         metrics=measured,
         device=device(cx, setting(found, ast.DeviceStmt)),
         ray=ray(cx, setting(found, ast.RayStmt)),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ablang import ast
 from ablang.components import KINDS, ComponentTable
+from ablang.plan import Noise
 from ablang.resolve.diagnostics import Diagnostics
 
 DEFAULT_STEPS = 100
@@ -23,6 +24,7 @@ class Context:
     steps: int = DEFAULT_STEPS  # the sampler's, once known; bounds `for step` windows
     seed: int = 0  # the study's, once known; a search's validation seeds follow them
     samples: int = 4
+    noise: Noise = "sample"  # the study's `noise per ...`, once known; bounds its seeds
     model_kind: str | None = None  # the study's model kind, once known
     guidance: float | None = None  # the sampler's guidance (None: the model's default)
 

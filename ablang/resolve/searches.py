@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ablang import ast
-from ablang.errors import did_you_mean
+from ablang.errors import Span, did_you_mean
 from ablang.plan import QUALITY_METRICS, Constraint, Op, Search, Validation
 from ablang.resolve.context import Context, count, real
 from ablang.resolve.qualifiers import search_sides
 from ablang.resolve.selectors import distinct, droppable, select
-from ablang.resolve.settings import MAX_SEED
+from ablang.resolve.settings import MAX_SEED, seed_limit, seeds_fit
 from ablang.resolve.windows import windows_of
 
 OBJECTIVES = ("speedup",)
@@ -70,7 +70,7 @@ def search_of(
     sides = search_sides(cx, stmt.ops)
     picked = select(cx, stmt.targets)
     windows = windows_of(cx, stmt.window, split=True)
-    valid, check = validation_of(cx, stmt.validation)
+    valid, check = validation_of(cx, stmt.validation, stmt.span)
     if picked is None or windows is None or sides is None or not ok or not valid:
         return None
     # With other ops listed too, a block that cannot be dropped stays a candidate for those;
@@ -95,19 +95,25 @@ def search_of(
     )
 
 
-def validation_of(cx: Context, stmt: ast.Validation | None) -> tuple[bool, Validation | None]:
+def validation_of(
+    cx: Context, stmt: ast.Validation | None, search: Span
+) -> tuple[bool, Validation | None]:
     """Whether the clause is right, and the search's validation images: by default as many
     samples again, with the seeds that follow the study's; ``validate 0 samples`` turns it off
-    (None)."""
+    (None). Errors about default seeds point at ``search``."""
+    after = cx.seed + cx.samples
+    if after > seed_limit(cx):
+        return False, None  # the study's own seeds are out of range: its error says so
     if stmt is None:
-        return True, Validation(cx.samples, cx.seed + cx.samples)
+        return seeds_fit(cx, after, cx.samples, search), Validation(cx.samples, after)
     samples = count(cx.diag, stmt.samples, "validate", minimum=0, default=-1)
     if samples < 0:
         return False, None
     if samples == 0:
         return True, None
     if stmt.seed is None:
-        return True, Validation(samples, cx.seed + cx.samples, span=stmt.span)
+        fits = seeds_fit(cx, after, samples, stmt.span)
+        return fits, Validation(samples, after, span=stmt.span)
     seed = count(cx.diag, stmt.seed, "seed", minimum=0, default=-1, maximum=MAX_SEED)
     if seed < 0:
         return False, None
@@ -121,6 +127,8 @@ def validation_of(cx: Context, stmt: ast.Validation | None) -> tuple[bool, Valid
             hint=f"validation must use images the search never saw: `seed {last + 1}` or above "
             "(or leave out the seed)",
         )
+        return False, None
+    if not seeds_fit(cx, seed, samples, stmt.seed.span):
         return False, None
     return True, Validation(samples, seed, span=stmt.span)
 

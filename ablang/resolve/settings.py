@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import TypeVar, cast
 
 from ablang import ast
-from ablang.errors import did_you_mean
+from ablang.errors import Span, did_you_mean
 from ablang.models.kinds import DIFFUSERS_SCHEDULERS, KINDS, MODEL_KINDS, SCHEDULER_OF_SAMPLER
 from ablang.plan import (
+    IMAGE_SEED_STRIDE,
     QUALITY_METRICS,
+    SEED_LIMIT,
     BandSpec,
     Device,
     ModelKindName,
     ModelSpec,
+    Noise,
     SamplerKind,
     SamplerSpec,
 )
@@ -23,7 +26,7 @@ DEVICES = ("cpu", "cuda", "auto")
 COST_METRICS = ("flops", "time", "speedup")  # always reported; accepted in `metrics` and left out
 DEFAULT_METRICS = ("mse", "ssim")
 CLASSIFIER_METRICS = ("accuracy", "identity")  # need the model's own classifier
-MAX_SEED = 2**63 - 1
+MAX_SEED = SEED_LIMIT - 1
 
 
 def settings(cx: Context) -> dict[str, ast.Setting]:
@@ -383,6 +386,71 @@ def ray(cx: Context, stmt: ast.RayStmt | None) -> str | None:
         )
         return None
     return where.value
+
+
+NOISE_UNITS = ("sample", "image")
+
+
+def noise(cx: Context, stmt: ast.NoiseStmt | None) -> Noise:
+    """``noise per sample`` (the default: sample i of every prompt shares seed S + i) or
+    ``noise per image`` (every image its own draw)."""
+    if stmt is None:
+        return "sample"
+    name = stmt.unit.value
+    if name not in NOISE_UNITS:
+        cx.diag.error(
+            f"unknown noise unit `{name}`",
+            stmt.unit.span,
+            "unknown-noise",
+            hint=did_you_mean(name, NOISE_UNITS) or "write `noise per sample` or `noise per image`",
+        )
+        return "sample"
+    return cast(Noise, name)
+
+
+def seed_limit(cx: Context) -> int:
+    """One past the largest seed the study's noise mode allows."""
+    return IMAGE_SEED_STRIDE if cx.noise == "image" else SEED_LIMIT
+
+
+def seeds_fit(cx: Context, first: int, samples: int, span: Span) -> bool:
+    """Whether seeds ``first .. first + samples - 1`` stay below the limit of the study's noise
+    mode (an error at ``span`` if not): 2**32 (torch's CPU generator keeps the low 32 bits of a
+    seed), with ``noise per image`` the stride that sets prompts apart (2**24)."""
+    last = first + samples - 1
+    if last < seed_limit(cx):
+        return True
+    if cx.noise == "image":
+        cx.diag.error(
+            f"with `noise per image` the seeds must stay below 2**24 = {IMAGE_SEED_STRIDE}; "
+            f"these reach {last}",
+            span,
+            "seed-range",
+            hint="use a smaller seed: prompt p's images use seed + p * 2**24",
+        )
+        return False
+    cx.diag.error(
+        f"the seeds reach {last}, past 2**32 - 1",
+        span,
+        "seed-range",
+        hint=f"torch keeps the low 32 bits of a seed, so seed {last} would draw what seed "
+        f"{last % SEED_LIMIT} draws; use a smaller seed",
+    )
+    return False
+
+
+def image_prompts_fit(cx: Context, stmt: ast.PromptsStmt | None) -> bool:
+    """With ``noise per image``, at most 256 prompts (their seeds stay below 2**32)."""
+    most = SEED_LIMIT // IMAGE_SEED_STRIDE
+    if cx.noise != "image" or stmt is None or len(stmt.prompts) <= most:
+        return True
+    cx.diag.error(
+        f"with `noise per image` a study takes at most {most} prompts, not {len(stmt.prompts)}",
+        stmt.span,
+        "seed-range",
+        hint="split the prompts over several studies, or use `noise per sample`",
+    )
+    return False
 
 
 def device(cx: Context, stmt: ast.DeviceStmt | None) -> Device:
