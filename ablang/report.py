@@ -20,7 +20,7 @@ results.json (``results_json``) holds everything needed to reproduce the numbers
 
 - ``variants[0]`` is the baseline; ``prompts`` and ``seeds`` have one entry per sample (sample i of
   every variant used ``seeds[i]`` and ``prompts[i]``; with ``noise`` "image" prompt p's seeds are
-  offset by p * 2**32); ``timesteps`` are in visiting order.
+  offset by p * 2**24); ``timesteps`` are in visiting order.
 - A sweep's ``variants[i][j]`` names the variant for ``components[i]`` in ``windows[j]``; its
   ``phases`` is ``ablang.phases.phases_json`` (null when the bands were not measured).
 - Numbers that are not finite are written as ``null``: JSON has no infinity, and strict parsers

@@ -135,8 +135,8 @@ def same_setting(base, other, path: Path) -> None:
     for attr in ("CHECKSUM", "SAMPLER", "SCHEDULE", "GUIDANCE", "IMAGE_SHAPE", "SEED_STRIDE"):
         if getattr(base, attr, 0) != getattr(other, attr, 0):
             sys.exit(
-                f"bench_accelerate: {path} has {attr} = {getattr(other, attr)!r}, the study's baseline "
-                f"{getattr(base, attr)!r}; emit it from the same study setting"
+                f"bench_accelerate: {path} has {attr} = {getattr(other, attr, 0)!r}, the study's "
+                f"baseline {getattr(base, attr, 0)!r}; emit it from the same study setting"
             )
 
 
