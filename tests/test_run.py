@@ -32,6 +32,7 @@ CONTRACT = [
     "sampler",
     "seed",
     "samples",
+    "noise",
     "prompts",
     "variants",
     "sweeps",
