@@ -115,7 +115,10 @@ def load_model(device, weights=WEIGHTS):
     ckpt = torch.load(weights, map_location="cpu", weights_only=True)
     model = TinyUnet(TinyUnetConfig.from_dict(ckpt["config"]))
     model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
-    return model.eval().requires_grad_(False).to(device)
+    model = model.eval().requires_grad_(False).to(device)
+    # A 1-channel image has no layout of its own, so the weights must be channels-last for
+    # the convolutions to run that way (as ablang's adapter loads them)
+    return model.to(memory_format=torch.channels_last) if CHANNELS_LAST else model
 
 
 def make_cond(prompts, device):
@@ -129,6 +132,12 @@ class TinyAdapter(ModelAdapter):
     def load(self, device: torch.device) -> LoadedModel:
         path = _verified(WEIGHTS)
         unet = load_unet(path)
+        last = device.type == "cpu"
+        if last:
+            # A 1-channel image has no layout of its own (its strides fit both), so channels-last
+            # inputs alone leave every convolution NCHW; channels-last weights make them all
+            # channels-last, 1.03x (baseline) to 1.07x (cached variants) faster on 2 cores.
+            unet = unet.to(memory_format=torch.channels_last)
         cfg = unet.config
         null = cfg.num_classes
         example = (
@@ -172,5 +181,5 @@ class TinyAdapter(ModelAdapter):
                 "weights": str(path),
                 "source": EMIT_SOURCE,
             },
-            channels_last=device.type == "cpu",
+            channels_last=last,
         )
