@@ -111,6 +111,47 @@ def test_component_table(model):
 # --------------------------------------------------------------------------- sampling
 
 
+def test_on_cpu_the_network_runs_channels_last(model):
+    """A 1-channel image fits both layouts (torch takes it as NCHW), so only channels-last
+    weights make the convolutions run channels-last, the faster layout for small ones on CPU."""
+    assert model.channels_last
+    outputs = []
+    convs = [m for m in model.unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [c.register_forward_hook(lambda m, a, out: outputs.append(out)) for c in convs]
+    try:
+        with torch.no_grad():
+            model.traced.gm(
+                torch.randn(2, 1, 32, 32), torch.tensor([900, 100]), torch.tensor([3, 10])
+            )
+    finally:
+        for h in handles:
+            h.remove()
+    wide = [o for o in outputs if o.shape[1] > 1]  # a 1-channel output has no layout either
+    assert len(wide) > 10
+    assert all(
+        o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous() for o in wide
+    )
+
+
+def test_the_emitted_load_model_chooses_the_layout_as_the_adapter(model):
+    from ablang.models.tiny_unet import TinyUnetConfig
+
+    for last in (True, False):
+        names = {
+            "torch": torch,
+            "TinyUnet": TinyUnet,
+            "TinyUnetConfig": TinyUnetConfig,
+            "WEIGHTS": model.emit["weights"],
+            "CHANNELS_LAST": last,
+        }
+        exec(tiny.EMIT_SOURCE, names)
+        unet = names["load_model"](CPU)
+        weight = unet.input_blocks[1][0].in_layers[2].weight  # a 3x3 convolution's
+        assert weight.is_contiguous(memory_format=torch.channels_last) is last
+        for name, value in model.unet.state_dict().items():
+            assert torch.equal(unet.state_dict()[name], value), name
+
+
 def test_a_fixed_seed_gives_the_same_images_twice(model):
     a, _, _ = sample(model, ["3", "7"], steps=5, seed=4)
     b, _, _ = sample(model, ["3", "7"], steps=5, seed=4)
