@@ -3,6 +3,7 @@ that the trained weights really make the digits they are asked for."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 
@@ -133,19 +134,21 @@ def test_on_cpu_the_network_runs_channels_last(model):
     )
 
 
-def test_the_emitted_load_model_chooses_the_layout_as_the_adapter(model):
-    from ablang.models.tiny_unet import TinyUnetConfig
-
+def test_the_emitted_load_model_chooses_the_layout_as_the_adapter(model, tmp_path):
     for last in (True, False):
-        names = {
-            "torch": torch,
-            "TinyUnet": TinyUnet,
-            "TinyUnetConfig": TinyUnetConfig,
-            "WEIGHTS": model.emit["weights"],
-            "CHANNELS_LAST": last,
-        }
-        exec(tiny.EMIT_SOURCE, names)
-        unet = names["load_model"](CPU)
+        path = tmp_path / f"emitted_{last}.py"
+        path.write_text(
+            "import torch\n"
+            "from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig\n"
+            f"WEIGHTS = {model.emit['weights']!r}\n"
+            f"CHANNELS_LAST = {last!r}\n" + tiny.EMIT_SOURCE,
+            encoding="utf-8",
+        )
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        emitted = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(emitted)
+        unet = emitted.load_model(CPU)
         weight = unet.input_blocks[1][0].in_layers[2].weight  # a 3x3 convolution's
         assert weight.is_contiguous(memory_format=torch.channels_last) is last
         for name, value in model.unet.state_dict().items():
