@@ -3,14 +3,17 @@ that the trained weights really make the digits they are asked for."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import socket
 
 import pytest
 import torch
+from conftest import make_plan
 
 from ablang.diffusion import Diffusion
+from ablang.emit import emit_sampler
 from ablang.execute import Executor, make_setup
 from ablang.models import ModelUnavailable, tiny
 from ablang.models.digits import FEATURE_DIM
@@ -135,14 +138,13 @@ def test_on_cpu_the_network_runs_channels_last(model):
 
 
 def test_the_emitted_load_model_chooses_the_layout_as_the_adapter(model, tmp_path):
+    plan = make_plan(steps=2)
     for last in (True, False):
-        path = tmp_path / f"emitted_{last}.py"
-        path.write_text(
-            "import torch\n"
-            "from ablang.models.tiny_unet import TinyUnet, TinyUnetConfig\n"
-            f"WEIGHTS = {model.emit['weights']!r}\n"
-            f"CHANNELS_LAST = {last!r}\n" + tiny.EMIT_SOURCE,
-            encoding="utf-8",
+        path = emit_sampler(
+            plan,
+            plan.baseline,
+            dataclasses.replace(model, channels_last=last),
+            tmp_path / f"s{last}.py",
         )
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec is not None and spec.loader is not None

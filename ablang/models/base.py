@@ -106,7 +106,8 @@ class LoadedModel:
     reference_features: Callable[[], torch.Tensor] | None = None
     # what a generated sampler needs to rebuild this model on its own (see ablang.emit)
     emit: dict[str, Any] = field(default_factory=dict)
-    # feed the Unet channels-last images: on CPU, small convolutions run faster that way
+    # the Unet runs channels-last (inputs are fed so; an adapter whose images have one channel,
+    # which fit both layouts, loads the weights so): on CPU, small convolutions run faster
     channels_last: bool = False
     # x at the end of sampling -> images [N x C x H x W] in [-1, 1] (a latent model's VAE);
     # None: x is the image
