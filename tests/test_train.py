@@ -158,3 +158,31 @@ def test_the_dc_term_adds_the_weighted_error_of_each_images_mean_noise(batch):
     dc = F.mse_loss(out.mean((2, 3)), noise.mean((2, 3)))
     assert dc > 0
     torch.testing.assert_close(weighted - plain, 64.0 * dc, rtol=1e-4, atol=1e-7)
+
+
+def test_focus_draws_that_share_of_t_from_the_high_range(batch):
+    x0, y = batch
+    torch.manual_seed(0)
+    model = TinyUnet(TinyUnetConfig()).eval()
+    drawn: list[torch.Tensor] = []
+
+    class Recording(Diffusion):
+        def q_sample(self, x0, i, noise):
+            drawn.append(i)
+            return super().q_sample(x0, i, noise)
+
+    diffusion = Recording(DiffusionSpec())
+    xs, ys = x0.repeat(64, 1, 1, 1), y.repeat(64)  # 512 draws of t
+    with torch.no_grad():
+        diffusion_loss(model, xs, ys, torch.Generator().manual_seed(5), diffusion, 0.1)
+        diffusion_loss(
+            model, xs, ys, torch.Generator().manual_seed(5), diffusion, 0.1, 0.0, (900, 1.0)
+        )
+        diffusion_loss(
+            model, xs, ys, torch.Generator().manual_seed(5), diffusion, 0.1, 0.0, (900, 0.5)
+        )
+    uniform, focused, half = drawn
+    assert (uniform < 900).float().mean() > 0.8
+    assert focused.min() >= 900 and focused.max() <= 999
+    share = (half >= 900).float().mean().item()  # 0.5 focused + 0.5 * 0.1 of the uniform draws
+    assert 0.48 < share < 0.62, share

@@ -29,6 +29,8 @@ def add_arguments(parser) -> None:
         "--init", default=d.init, help="a tiny_ema.pt to start from (v2 starts from v1)"
     )
     parser.add_argument("--dc-weight", type=float, default=d.dc_weight)
+    parser.add_argument("--focus-from", type=int, default=d.focus_from)
+    parser.add_argument("--focus-frac", type=float, default=d.focus_frac)
     parser.add_argument("--warmup", type=int, default=d.warmup)
     parser.add_argument("--ema", type=float, default=d.ema)
     parser.add_argument("--threads", type=int, default=d.threads)
@@ -50,6 +52,8 @@ def run(args) -> int:
         threads=args.threads,
         dc_weight=args.dc_weight,
         warmup=args.warmup,
+        focus_from=args.focus_from,
+        focus_frac=args.focus_frac,
         ema=args.ema,
     )
     main(cfg, args.what)
