@@ -33,12 +33,12 @@ v2 continues v1 on 2 CPU cores in two runs, each started from the previous EMA w
     ablang train tiny --what unet --init build/a/tiny_ema.pt --out build/b
 
 A v3 candidate (not shipped yet: new weights void the searched samplers in studies/build/). These
-runs start from the shipped v2 weights, 800 steps each, about 8 minutes on one core when the other
-is idle. Judged on the tuning seeds 0, 7, 123 and 200..800 by 100 (bench_tiny.py --seeds ...):
+runs start from the shipped v2 weights, 800 steps each: about 8 minutes for two runs side by side
+on the 2 cores. Judged on the tuning seeds 0, 7, 123 and 200..800 by 100 (bench_tiny.py --seeds ...):
 worst background in seed 123's grid (the mean of pixels below 0, clean about -0.95) and FID of the
 1,000 samples (v2 on these seeds: -0.44, FID 1.91, accuracy min 0.98):
 
-    --focus-from 900 --focus-frac 0.5 --dc-weight 64             -0.78  FID 2.25  accuracy 1.00
+    --focus-from 900 --focus-frac 0.5 --dc-weight 64 (run A)     -0.78  FID 2.25  accuracy 1.00
     --focus-from 900 --focus-frac 0.5 --dc-weight 256 (run B)    -0.89  FID 2.14  accuracy 1.00
     B, then the same with --dc-weight 512 (run C)                -0.95  FID 2.37  accuracy 1.00
     C, then 400 steps of uniform t, --lr 5e-5, --dc-weight 512         FID 2.69
