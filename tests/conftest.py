@@ -3,7 +3,10 @@ helpers to build plans without a study file."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -116,3 +119,13 @@ def make_plan(
         variants=(Variant("baseline", (), "baseline"), *variants),
         source="test.abl",
     )
+
+
+def load_module(path: Path, name: str = "emitted") -> ModuleType:
+    """Import a generated sampler from its file, as ``python -c "import ..."`` would."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # inspect and dataclasses find a class's module through it
+    spec.loader.exec_module(module)
+    return module

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_plan, t_window, variant
+from conftest import load_module, make_plan, t_window, variant
 
 import ablang
 from ablang import runtime
@@ -50,14 +50,6 @@ MIX = variant(
 )
 
 
-def load(path: Path, name: str = "emitted"):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # inspect finds a class's source through its module
-    spec.loader.exec_module(module)
-    return module
-
-
 def executor_images(model, plan, v):
     """The executor's images of ``v`` in accelerate and in measure mode."""
     diffusion = Diffusion(model.diffusion, plan.sampler.steps)
@@ -74,7 +66,7 @@ def test_emitted_sampler_reproduces_the_executor(random_model, tmp_path, v, samp
     plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=2)  # 2 prompts x 2 = 4 images
     fast, masked, baseline, programs = executor_images(random_model, plan, v)
     path = emit_sampler(plan, v, random_model, tmp_path / "fast.py", programs)
-    module = load(path)
+    module = load_module(path)
     got = module.sample(n=2, prompts=["3", "7"], seed=0)  # loads the fixture's weights file
     assert got.shape == (4, 1, 32, 32)
     assert torch.equal(got, fast) and torch.equal(got, masked), (got - fast).abs().max().item()
@@ -87,7 +79,7 @@ def test_emitted_sampler_keeps_noise_per_image(random_model, tmp_path):
     the executor does."""
     plan = dataclasses.replace(make_plan(MIX, steps=STEPS, samples=2), noise="image")
     fast, masked, _, programs = executor_images(random_model, plan, MIX)
-    module = load(emit_sampler(plan, MIX, random_model, tmp_path / "fast.py", programs))
+    module = load_module(emit_sampler(plan, MIX, random_model, tmp_path / "fast.py", programs))
     assert module.SEED_STRIDE == 2**24
     got = module.sample(n=2, prompts=["3", "7"], seed=0)
     assert torch.equal(got, fast) and torch.equal(got, masked), (got - fast).abs().max().item()
@@ -118,7 +110,7 @@ def emitted_like_accelerate(model, tmp_path, v, sampler, eta):
     baseline's. Returns the emitted module."""
     plan = make_plan(v, steps=STEPS, kind=sampler, eta=eta, samples=1)
     fast, masked, baseline, programs = executor_images(model, plan, v)
-    module = load(emit_sampler(plan, v, model, tmp_path / f"{v.name}.py", programs))
+    module = load_module(emit_sampler(plan, v, model, tmp_path / f"{v.name}.py", programs))
     got = module.sample(n=1, prompts=["3", "7"], seed=0)
     assert torch.equal(got, fast), (got - fast).abs().max().item()
     torch.testing.assert_close(masked, got, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
@@ -183,7 +175,9 @@ def test_one_sided_emit_needs_guidance(random_model, tmp_path):
 def test_emitted_baseline_is_the_plain_model(random_model, tmp_path):
     plan = make_plan(steps=STEPS)
     _, _, baseline, programs = executor_images(random_model, plan, plan.baseline)
-    module = load(emit_sampler(plan, plan.baseline, random_model, tmp_path / "base.py", programs))
+    module = load_module(
+        emit_sampler(plan, plan.baseline, random_model, tmp_path / "base.py", programs)
+    )
     assert [f.__name__ for f in module.PROGRAMS] == ["unet_full"]
     assert torch.equal(module.sample(n=2, prompts=["3", "7"]), baseline)
 
@@ -240,7 +234,7 @@ def test_emitted_runtime_is_ablangs_runtime_verbatim(random_model, tmp_path):
     text = path.read_text(encoding="utf-8")
     imports, body = runtime_parts()
     assert body.rstrip() in text and imports in text
-    module = load(path)
+    module = load_module(path)
     names = [n for n, f in vars(runtime).items() if inspect.isfunction(f) or inspect.isclass(f)]
     own = [n for n in names if getattr(runtime, n).__module__ == runtime.__name__]
     assert {"step", "ddpm_step", "ddim_step", "guided_output", "make_noise", "sample_loop"} <= set(
@@ -255,7 +249,7 @@ def test_emitted_runtime_is_ablangs_runtime_verbatim(random_model, tmp_path):
 @pytest.mark.parametrize("sampler, eta", [("ddpm", 0.0), ("ddim", 0.5)])
 def test_one_emitted_step_is_the_runtimes_step(random_model, tmp_path, sampler, eta):
     plan = make_plan(CACHE, steps=6, kind=sampler, eta=eta, samples=1)
-    module = load(emit_sampler(plan, CACHE, random_model, tmp_path / "fast.py"))
+    module = load_module(emit_sampler(plan, CACHE, random_model, tmp_path / "fast.py"))
     diffusion = Diffusion(random_model.diffusion, 6)
     table = diffusion.table(sampler, eta)
     emitted = module.StepTable.from_rows(module.SCHEDULE, **module.SAMPLER)
@@ -279,7 +273,7 @@ def test_hostile_study_strings_are_data(random_model, tmp_path):
         make_plan(CACHE, steps=3, samples=1), title=HOSTILE, source="studies/$(rm -rf x)\"'.abl"
     )
     path = emit_sampler(plan, CACHE, random_model, tmp_path / "fast.py")
-    module = load(path)
+    module = load_module(path)
     assert module.TITLE == HOSTILE and module.STUDY == plan.source
     assert not (tmp_path / "pwned").exists()
     compile(path.read_text(encoding="utf-8"), str(path), "exec")
@@ -300,7 +294,7 @@ def test_emit_never_overwrites_a_foreign_file(random_model, tmp_path):
 
 def test_emitted_sampler_checks_its_weights(random_model, tmp_path):
     plan = make_plan(steps=2, samples=1)
-    module = load(emit_sampler(plan, plan.baseline, random_model, tmp_path / "base.py"))
+    module = load_module(emit_sampler(plan, plan.baseline, random_model, tmp_path / "base.py"))
     good = module.sample(n=1, prompts=["3"])  # the checksum matches
     module.CHECKSUM = "0" * 64  # as if the weights file had been replaced
     with pytest.raises(SystemExit, match="not the weights this sampler was generated for"):

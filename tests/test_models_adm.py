@@ -361,7 +361,7 @@ def test_config_that_does_not_fit_the_checkpoint(tmp_path):
 def test_emitted_sampler_matches_the_run(tmp_path):
     """The emitted sampler rebuilds guided-diffusion's UNetModel (and the trace's constants) on
     its own and makes the run's images."""
-    import importlib.util
+    from conftest import load_module
 
     from ablang.parse import parse
     from ablang.resolve import resolve
@@ -377,9 +377,7 @@ def test_emitted_sampler_matches_the_run(tmp_path):
     table = load_adapter(spec).component_table()
     plan = resolve(parse(study, "s.abl"), table, source_path=str(tmp_path / "s.abl"))
     run_plan(plan, RunOptions(out=tmp_path / "run", device="cpu"))
-    loader = importlib.util.spec_from_file_location("fast_adm", tmp_path / "fast.py")
-    fast = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(fast)
+    fast = load_module(tmp_path / "fast.py", "fast_adm")
     images = fast.sample(n=1, prompts=("1", "3"), seed=0)
     runs = [
         torch.load(p, weights_only=True)

@@ -441,8 +441,7 @@ def test_ddpm_cifar10_32_table():
 def test_emitted_sampler_matches_the_run(saved, tmp_path):
     """The emitted sampler wraps the saved diffusers Unet as ablang traced it and makes the
     run's images."""
-    import importlib.util
-    import sys
+    from conftest import load_module
 
     from ablang.parse import parse
     from ablang.resolve import resolve
@@ -457,10 +456,7 @@ def test_emitted_sampler_matches_the_run(saved, tmp_path):
     table = load_adapter(spec).component_table()
     plan = resolve(parse(study, "s.abl"), table, source_path=str(tmp_path / "s.abl"))
     run_plan(plan, RunOptions(out=tmp_path / "run", device="cpu"))
-    loader = importlib.util.spec_from_file_location("fast_diffusers", tmp_path / "fast.py")
-    fast = importlib.util.module_from_spec(loader)
-    sys.modules[loader.name] = fast  # as an import does (its dataclasses look it up)
-    loader.loader.exec_module(fast)
+    fast = load_module(tmp_path / "fast.py", "fast_diffusers")
     images = fast.sample(n=2, seed=0)
     runs = [
         torch.load(p, weights_only=True)

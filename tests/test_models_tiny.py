@@ -4,13 +4,12 @@ that the trained weights really make the digits they are asked for."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
 import socket
 
 import pytest
 import torch
-from conftest import make_plan
+from conftest import load_module, make_plan
 
 from ablang.diffusion import Diffusion
 from ablang.emit import emit_sampler
@@ -146,11 +145,7 @@ def test_the_emitted_load_model_chooses_the_layout_as_the_adapter(model, tmp_pat
             dataclasses.replace(model, channels_last=last),
             tmp_path / f"s{last}.py",
         )
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
-        emitted = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(emitted)
-        unet = emitted.load_model(CPU)
+        unet = load_module(path, path.stem).load_model(CPU)
         weight = unet.input_blocks[1][0].in_layers[2].weight  # a 3x3 convolution's
         assert weight.is_contiguous(memory_format=torch.channels_last) is last
         for name, value in model.unet.state_dict().items():
