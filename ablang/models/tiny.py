@@ -27,7 +27,7 @@ CLASSIFIER = "digit_classifier.pt"
 REFERENCE = "digits_ref_features.pt"
 # sha256 of the shipped files; a mismatch means a damaged or foreign file.
 CHECKSUMS = {
-    WEIGHTS: "f0df4a20cb4db438a7bd111411eca3a36d99d181837fb8620870facbc5740c95",
+    WEIGHTS: "6d39f42bf8aae826b21cf8b361f7f5c3b6a58a4fb9919f16fb2ff8213c92bddf",
     CLASSIFIER: "e59a0a051f07e876ac7d4259078248287a601ce91e86ac0a01d127abb19ee43a",
     REFERENCE: "f3a36b412e8b6ac7cfdccd65314f240d73211005fddb8c293303ca2171d0cbae",
 }

@@ -24,7 +24,7 @@ VARIANT = "search"
 INTERVENTIONS = (
     "cache dec[5] every 2 extrapolated for t in [750, 1000)",
     "cache guidance every 6 extrapolated for t in [750, 1000)",
-    "cache dec[5] every 6 extrapolated for t in [500, 750)",
+    "cache dec[5] every 12 extrapolated for t in [500, 750)",
     "cache guidance every 12 extrapolated for t in [500, 750)",
     "cache dec[5] every 6 extrapolated for t in [250, 500)",
     "cache guidance every 12 extrapolated for t in [250, 500)",
@@ -39,7 +39,7 @@ MODEL = "tiny"
 
 
 WEIGHTS = "/work/main/ablang/models/data/tiny_ema.pt"
-CHECKSUM = "f0df4a20cb4db438a7bd111411eca3a36d99d181837fb8620870facbc5740c95"  # sha256 of the weights, checked before sampling
+CHECKSUM = "6d39f42bf8aae826b21cf8b361f7f5c3b6a58a4fb9919f16fb2ff8213c92bddf"  # sha256 of the weights, checked before sampling
 WEIGHT_PATTERNS = ()  # files of a weights dir
 IMAGE_SHAPE = (1, 32, 32)
 CHANNELS_LAST = True  # faster small convolutions on CPU
@@ -53,7 +53,10 @@ def load_model(device, weights=WEIGHTS):
     ckpt = torch.load(weights, map_location="cpu", weights_only=True)
     model = TinyUnet(TinyUnetConfig.from_dict(ckpt["config"]))
     model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
-    return model.eval().requires_grad_(False).to(device)
+    model = model.eval().requires_grad_(False).to(device)
+    # A 1-channel image has no layout of its own, so the weights must be channels-last for
+    # the convolutions to run that way (as ablang's adapter loads them)
+    return model.to(memory_format=torch.channels_last) if CHANNELS_LAST else model
 
 
 def make_cond(prompts, device):
@@ -191,8 +194,8 @@ def unet_cache_dec5_reuse(m, x, timesteps, y, cache_dec_5):
 # is kept; 2, 3: only the conditional half, plus the last term (3: the line through
 # the last two); 4: the conditional half alone.
 PROGRAMS = (
-    unet_cache_dec5_compute,  # steps 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24-25, 31, 37, 43, 49-50, 56, 62, 68, 74-75, 81, 87, 93, 99
-    unet_cache_dec5_reuse,  # steps 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 26-30, 32-36, 38-42, 44-48, 51-55, 57-61, 63-67, 69-73, 76-80, 82-86, 88-92, 94-98
+    unet_cache_dec5_compute,  # steps 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24-25, 37, 49-50, 56, 62, 68, 74-75, 81, 87, 93, 99
+    unet_cache_dec5_reuse,  # steps 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 26-36, 38-48, 51-55, 57-61, 63-67, 69-73, 76-80, 82-86, 88-92, 94-98
 )
 PROGRAM_OF_STEP = (
     0,
@@ -226,19 +229,19 @@ PROGRAM_OF_STEP = (
     1,
     1,
     1,
-    0,
     1,
-    1,
-    1,
-    1,
-    1,
-    0,
     1,
     1,
     1,
     1,
     1,
     0,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
     1,
     1,
     1,
@@ -328,19 +331,19 @@ UNCOND_PROGRAM_OF_STEP = (
     1,
     1,
     1,
-    0,
     1,
-    1,
-    1,
-    1,
-    1,
-    0,
     1,
     1,
     1,
     1,
     1,
     0,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
     1,
     1,
     1,
