@@ -73,7 +73,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ablang.commands.check import check_file
 from ablang.emit import emit_sampler
 from ablang.errors import AblangErrors, render_errors
-from ablang.measure import fid_from_features, image_metrics, per_image_change
+from ablang.measure import fid_from_features, per_image_change
 from ablang.models import ModelUnavailable, component_table
 from ablang.models.registry import load_adapter
 from ablang.parse import parse
@@ -370,8 +370,9 @@ def main() -> int:
             else (None, None)
         )
         wall_x = base_s / var_s if s.seconds else None
-        ssim = image_metrics(("ssim",), base.images, s.images)["ssim"]
-        lo, hi = mean_interval(per_image_change(("ssim",), base.images, s.images)["ssim"])
+        per_image = per_image_change(("ssim",), base.images, s.images)["ssim"]
+        ssim = float(per_image.mean())
+        lo, hi = mean_interval(per_image)
         intervals.append(f"{s.name}: ssim {ssim:.4f}, 95% interval {lo:.4f} to {hi:.4f}")
         fid_base = fid_ref = None
         if features:
