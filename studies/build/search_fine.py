@@ -25,7 +25,7 @@ INTERVENTIONS = (
     "cache dec[5] every 2 extrapolated for t in [875, 1000)",
     "cache guidance every 8 extrapolated for t in [875, 1000)",
     "cache dec[5] every 4 extrapolated for t in [750, 875)",
-    "cache guidance every 8 extrapolated for t in [750, 875)",
+    "cache guidance every 4 extrapolated for t in [750, 875)",
     "cache dec[5] every 12 extrapolated for t in [625, 750)",
     "cache guidance every 8 extrapolated for t in [625, 750)",
     "cache dec[5] every 6 extrapolated for t in [500, 625)",
@@ -34,7 +34,7 @@ INTERVENTIONS = (
     "cache guidance every 12 extrapolated for t in [375, 500)",
     "cache dec[5] every 8 extrapolated for t in [250, 375)",
     "cache guidance every 8 extrapolated for t in [250, 375)",
-    "cache dec[5] every 12 extrapolated for t in [125, 250)",
+    "cache dec[5] every 6 extrapolated for t in [125, 250)",
     "cache guidance every 12 extrapolated for t in [125, 250)",
     "cache dec[5] every 8 extrapolated for t in [0, 125)",
     "cache guidance every 8 extrapolated for t in [0, 125)",
@@ -202,8 +202,8 @@ def unet_cache_dec5_reuse(m, x, timesteps, y, cache_dec_5):
 # is kept; 2, 3: only the conditional half, plus the last term (3: the line through
 # the last two); 4: the conditional half alone.
 PROGRAMS = (
-    unet_cache_dec5_compute,  # steps 0, 2, 4, 6, 8, 10, 12-13, 17, 21, 25, 37-38, 44, 50, 62, 70, 75, 87, 95
-    unet_cache_dec5_reuse,  # steps 1, 3, 5, 7, 9, 11, 14-16, 18-20, 22-24, 26-36, 39-43, 45-49, 51-61, 63-69, 71-74, 76-86, 88-94, 96-99
+    unet_cache_dec5_compute,  # steps 0, 2, 4, 6, 8, 10, 12-13, 17, 21, 25, 37-38, 44, 50, 62, 70, 75, 81, 87, 95
+    unet_cache_dec5_reuse,  # steps 1, 3, 5, 7, 9, 11, 14-16, 18-20, 22-24, 26-36, 39-43, 45-49, 51-61, 63-69, 71-74, 76-80, 82-86, 88-94, 96-99
 )
 PROGRAM_OF_STEP = (
     0,
@@ -287,7 +287,7 @@ PROGRAM_OF_STEP = (
     1,
     1,
     1,
-    1,
+    0,
     1,
     1,
     1,
@@ -389,7 +389,7 @@ UNCOND_PROGRAM_OF_STEP = (
     1,
     1,
     1,
-    1,
+    0,
     1,
     1,
     1,
@@ -431,7 +431,7 @@ GUIDANCE_OF_STEP = (
     3,
     3,
     3,
-    3,
+    1,
     3,
     3,
     3,
